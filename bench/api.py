@@ -1,0 +1,217 @@
+"""The public contract of the benchmark: everything a plugin may import.
+
+A plugin (a model, attack, defense or dataset) subclasses one of the base classes here,
+declares its metadata in `info` and its parameters in `defaults`, and registers itself
+with the matching decorator. Plugins never import the runner, the store or the site.
+
+    from bench.api import Defense, DefenseInfo, register_defense
+
+    @register_defense
+    class Blur(Defense):
+        info = DefenseInfo(name="blur", kind="purification", reference="https://...")
+        defaults = {"sigma": 1.0}
+
+        def purify(self, x):
+            ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import Tensor, nn
+
+from bench.errors import NotApplicable
+from bench.meta import AttackInfo, DatasetInfo, DefenseInfo, ModelInfo
+from bench.registry import Registry
+
+__all__ = [
+    "Attack", "AttackInfo", "Defense", "DefenseInfo", "FitContext", "IQADataset", "IQAModel",
+    "IQASplit", "DatasetInfo", "ModelInfo", "NotApplicable", "ATTACKS", "DATASETS", "DEFENSES",
+    "MODELS", "register_attack", "register_dataset", "register_defense", "register_model",
+    "create_model", "create_attack", "create_defense", "create_dataset",
+]
+
+ScoreFn = Callable[[Tensor], Tensor]
+
+
+# ----------------------------------------------------------------------------- data
+@dataclass
+class IQASplit:
+    """Images as one float tensor in [0, 1], (N, 3, H, W), with their opinion scores."""
+
+    images: Tensor
+    mos: Tensor  # (N,), on the dataset's MOS scale
+    names: list[str]
+    refs: list[str]  # reference image of each distorted image: splits never share one
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def subset(self, idx: list[int]) -> IQASplit:
+        return IQASplit(self.images[idx], self.mos[idx], [self.names[i] for i in idx], [self.refs[i] for i in idx])
+
+
+@dataclass
+class FitContext:
+    """What a learned model or a training defense may use while fitting."""
+
+    train: IQASplit
+    # Training targets on the model's own score scale (MOS mapped linearly onto the
+    # undefended model's scores), so that fine-tuning any model needs no rescaling.
+    targets: Tensor
+    seed: int
+    device: torch.device
+    log: Callable[[str], None] = print
+    record: dict[str, Any] = field(default_factory=dict)  # what the fit reports
+
+
+# ----------------------------------------------------------------------------- models
+class IQAModel(nn.Module):
+    """An IQA model: images in [0, 1], (B, 3, H, W) -> scores, (B,)."""
+
+    info: ClassVar[ModelInfo]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__()
+        self.params = {**self.defaults, **params}
+
+    def forward(self, x: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def gradient_forward(self, x: Tensor) -> Tensor:
+        """What attacks differentiate. Same value as forward; overridden where the
+        forward pass has no useful gradient (declared in `info.gradient_surrogate`)."""
+        return self(x)
+
+    # Learned models implement these two; classic ones leave them alone.
+    def fit(self, ctx: FitContext) -> None:
+        raise NotImplementedError(f"model '{self.info.name}' cannot be trained here")
+
+    @classmethod
+    def pretrained_weights(cls) -> str | None:
+        """Path of published weights present on this machine, if any."""
+        return None
+
+
+# ----------------------------------------------------------------------------- defenses
+class Defense:
+    """A defense: any of transform (architecture), fit (training), purify (input).
+
+    The runner attacks `purify` through `surrogate` when `info.differentiable` is False
+    (BPDA) and averages over draws when `info.randomized` is True (EOT).
+    """
+
+    info: ClassVar[DefenseInfo]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        self.params = {**self.defaults, **params}
+
+    def transform(self, model: IQAModel) -> IQAModel:
+        """Change the architecture (deterministic, no data). Raise NotApplicable with a
+        reason where the model cannot be transformed. Default: unchanged."""
+        return model
+
+    def fit(self, model: IQAModel, ctx: FitContext) -> None:
+        """Train the transformed model in place on ctx.train. Default: nothing."""
+
+    def purify(self, x: Tensor) -> Tensor:
+        """Input transform applied before the model at evaluation time."""
+        return x
+
+    def surrogate(self, x: Tensor) -> Tensor:
+        """Differentiable stand-in for `purify` on the backward pass (BPDA)."""
+        return x
+
+    @classmethod
+    def trains(cls) -> bool:
+        return cls.fit is not Defense.fit
+
+
+# ----------------------------------------------------------------------------- attacks
+class Attack:
+    """An attack pushes scores in the model's "better" direction within an L-inf ball.
+
+    Subclasses implement `perturb(objective, x, eps)`, where `objective(x)` is, per
+    image, the quantity to raise (the score, sign-flipped for lower-better models).
+    The base class owns the chores: direction, clamping, checking the budget.
+    """
+
+    info: ClassVar[AttackInfo]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        self.params = {**self.defaults, **params}
+
+    def perturb(self, objective: ScoreFn, x: Tensor, eps: float) -> Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def __call__(self, score: ScoreFn, x: Tensor, eps: float, lower_better: bool) -> Tensor:
+        if not 0 < eps <= 1:
+            raise ValueError(f"attack '{self.info.name}': eps {eps} must be in (0, 1] (image units)")
+        sign = -1.0 if lower_better else 1.0
+        x = x.detach()
+
+        def objective(z: Tensor) -> Tensor:
+            return sign * score(z)
+
+        x_adv = self.perturb(objective, x, eps).detach()
+        x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+        return x_adv
+
+
+# ----------------------------------------------------------------------------- datasets
+class IQADataset:
+    """A dataset gives a deterministic train/test split by reference image."""
+
+    info: ClassVar[DatasetInfo]
+    defaults: ClassVar[dict[str, Any]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        self.params = {**self.defaults, **params}
+
+    def split(self, seed: int) -> tuple[IQASplit, IQASplit]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+# ----------------------------------------------------------------------------- registries
+MODELS: Registry[type[IQAModel]] = Registry("model", "bench.models")
+ATTACKS: Registry[type[Attack]] = Registry("attack", "bench.attacks")
+DEFENSES: Registry[type[Defense]] = Registry("defense", "bench.defenses")
+DATASETS: Registry[type[IQADataset]] = Registry("dataset", "bench.datasets")
+
+register_model = MODELS.register
+register_attack = ATTACKS.register
+register_defense = DEFENSES.register
+register_dataset = DATASETS.register
+
+
+def _loaded() -> None:
+    from bench.plugins import load_plugins  # late: plugins import this module
+
+    load_plugins()
+
+
+def create_model(name: str, **params: Any) -> IQAModel:
+    _loaded()
+    return MODELS.create(name, **params)
+
+
+def create_attack(name: str, **params: Any) -> Attack:
+    _loaded()
+    return ATTACKS.create(name, **params)
+
+
+def create_defense(name: str, **params: Any) -> Defense:
+    _loaded()
+    return DEFENSES.create(name, **params)
+
+
+def create_dataset(name: str, **params: Any) -> IQADataset:
+    _loaded()
+    return DATASETS.create(name, **params)

@@ -1,0 +1,1 @@
+"""Built-in attacks. Every module here is imported at plugin discovery."""

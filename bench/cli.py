@@ -1,0 +1,234 @@
+"""`python -m bench ...`: list, run, export, site, score, train."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from bench.errors import BenchError
+
+KINDS = ("models", "attacks", "defenses", "datasets", "matrices")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m bench", description="Adversarial robustness benchmark for IQA models.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def plugin_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--plugin", action="append", default=[], metavar="FILE", help="load a plugin file (repeatable)")
+
+    sp = sub.add_parser("list", help="list registered components")
+    sp.add_argument("kind", choices=KINDS)
+    plugin_arg(sp)
+
+    sp = sub.add_parser("run", help="compute every cell of a matrix, then render the site")
+    sp.add_argument("--matrix", required=True, help="built-in name (quick, full) or path of a TOML file")
+    sp.add_argument("--results", default="results", help="results directory (default: results/)")
+    sp.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    sp.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda where present)")
+    sp.add_argument("--no-site", action="store_true", help="do not render the site afterwards")
+    sp.add_argument("--site-out", default="site", help="where to render the site (default: site/)")
+    sp.add_argument("--no-progress", action="store_true")
+    plugin_arg(sp)
+
+    sp = sub.add_parser("export", help="export the results store")
+    sp.add_argument("--results", default="results")
+    sp.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
+    sp.add_argument("--out", help="file to write (default: stdout; required for parquet)")
+
+    sp = sub.add_parser("site", help="render the static leaderboard from a results store")
+    sp.add_argument("--results", default="results")
+    sp.add_argument("--out", default="site")
+
+    sp = sub.add_parser("score", help="score image files with a model: one line path,score each")
+    sp.add_argument("--model", required=True)
+    sp.add_argument("--weights", help="local checkpoint for a learned model")
+    sp.add_argument("--device", default="cpu")
+    sp.add_argument("files", nargs="+")
+    plugin_arg(sp)
+
+    sp = sub.add_parser("train", help="train a learned model on a dataset's train split")
+    sp.add_argument("--model", required=True)
+    sp.add_argument("--dataset", default="embedded")
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--device", default="cpu")
+    plugin_arg(sp)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return {"list": cmd_list, "run": cmd_run, "export": cmd_export, "site": cmd_site,
+                "score": cmd_score, "train": cmd_train}[args.command](args)
+    except BenchError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted: finished cells are saved; run the same command again to resume", file=sys.stderr)
+        return 130
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    if args.kind == "matrices":
+        from bench.matrix import list_matrices, load_matrix
+        from bench.plugins import load_plugins
+
+        load_plugins(args.plugin)
+        for name in list_matrices():
+            m = load_matrix(name)
+            print(f"{name:10s} {len(m.cells()):5d} cells  models={len(m.models)} defenses={len(m.defenses)} "
+                  f"attacks={len(m.attacks)} datasets={len(m.datasets)}")
+        return 0
+    from bench import api
+    from bench.plugins import load_plugins
+
+    load_plugins(args.plugin)
+    registry = {"models": api.MODELS, "attacks": api.ATTACKS, "defenses": api.DEFENSES, "datasets": api.DATASETS}[args.kind]
+    for name, cls in registry:
+        print(describe(args.kind, cls))
+    for src, why in sorted(registry.broken.items()):
+        print(f"! {src}: failed to load: {why}")
+    return 0
+
+
+def describe(kind: str, cls: type) -> str:
+    i = cls.info
+    if kind == "models":
+        grad = "differentiable" if i.differentiable else f"gradient via {i.gradient_surrogate or 'none'}"
+        where = i.weights
+        if i.kind == "learned":
+            from bench.weights import cache_dir
+
+            present = cls.pretrained_weights() or next(iter((cache_dir() / "models").glob(f"{i.name}-*.json")), None)
+            where += f" [{'present: ' + str(present) if present else 'not present: run `bench train`'}]"
+        lo, hi = i.score_range
+        return (f"{i.name:14s} {'lower' if i.lower_better else 'higher'} is better, range [{lo:g}, {hi:g}], "
+                f"{i.kind}, {grad}; weights: {where}")
+    if kind == "defenses":
+        grad = "differentiable" if i.differentiable else f"BPDA via {i.surrogate}"
+        return f"{i.name:16s} {i.kind:13s} {'randomized' if i.randomized else 'deterministic'}, {grad}; {i.reference}"
+    if kind == "attacks":
+        return f"{i.name:10s} {i.norm}, eps in {i.budget_unit}; defaults {cls.defaults}; {i.reference}"
+    return f"{i.name:12s} {i.mode}, {i.mos_name} in [{i.mos_range[0]:g}, {i.mos_range[1]:g}] " \
+           f"({'lower' if i.mos_lower_better else 'higher'} is better); {i.description}"
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench.matrix import load_matrix
+    from bench.plugins import load_plugins
+    from bench.runner import Runner
+    from bench.store import ResultsStore
+
+    if args.jobs < 1:
+        raise BenchError(f"--jobs must be at least 1, got {args.jobs}")
+    store = ResultsStore(args.results)
+    store.check_writable()
+    load_plugins(args.plugin)
+    matrix = load_matrix(args.matrix)
+    device = _device(args.device)
+    runner = Runner(matrix, store, device=device, progress=not args.no_progress,
+                    log=lambda m: print(m, file=sys.stderr))
+    print(f"matrix '{matrix.name}': {len(matrix.cells())} cells, {len(runner.pending())} to compute, "
+          f"results in {store.root}/, device {device}", file=sys.stderr)
+    summary = runner.run(jobs=args.jobs)
+    print(summary.line())
+    for err in summary.errors[:20]:
+        print(f"  error: {err}")
+    if len(summary.errors) > 20:
+        print(f"  ... and {len(summary.errors) - 20} more errors (see `bench export`)")
+    if not args.no_site:
+        from bench.leaderboard import render_site
+
+        t = time.perf_counter()
+        index = render_site(store.root, args.site_out)
+        print(f"site: {index} ({time.perf_counter() - t:.1f} s)")
+    return 1 if summary.errors else 0
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench.store import ResultsStore, records_frame
+
+    store = ResultsStore(args.results)
+    if not store.cells.is_dir():
+        raise BenchError(f"no results store at '{args.results}' (expected {store.cells}/); run `bench run` first")
+    df = records_frame(list(store.records()))
+    if args.format == "parquet":
+        if not args.out:
+            raise BenchError("--format parquet writes binary: give --out FILE")
+        df.to_parquet(args.out, index=False)
+        return 0
+    text = df.to_csv(index=False) if args.format == "csv" else df.to_json(orient="records", indent=1)
+    if args.out:
+        Path(args.out).write_text(text)
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
+def cmd_site(args: argparse.Namespace) -> int:
+    from bench.leaderboard import render_site
+
+    print(render_site(args.results, args.out))
+    return 0
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    import torch
+
+    from bench.api import MODELS
+    from bench.images import ImageError, load_image
+    from bench.matrix import Spec
+    from bench.plugins import load_plugins
+    from bench.registry import check_params
+    from bench.workbench import Workbench
+
+    load_plugins(args.plugin)
+    cls = MODELS.get(args.model)
+    params = {"weights": args.weights} if args.weights else {}
+    spec = Spec("model", args.model, check_params("model", args.model, cls.defaults, params), cls.info.version)
+    model, _ = Workbench(seed=0, device=args.device, allow_train=False).base_model(spec, None)
+    failed = 0
+    for f in args.files:
+        try:
+            x, _ = load_image(f)
+        except ImageError as e:
+            print(f"warning: skipped: {e}", file=sys.stderr)
+            failed += 1
+            continue
+        if min(x.shape[-2:]) < model.info.min_size:
+            print(f"warning: skipped: image '{f}' is {x.shape[-1]}x{x.shape[-2]}; model '{args.model}' needs at "
+                  f"least {model.info.min_size}x{model.info.min_size}", file=sys.stderr)
+            failed += 1
+            continue
+        with torch.no_grad():
+            s = float(model(x.unsqueeze(0).to(args.device)).reshape(-1)[0])
+        print(f"{f},{s:.6g}")
+    return 1 if failed else 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from bench.api import DATASETS, MODELS
+    from bench.matrix import Spec
+    from bench.plugins import load_plugins
+    from bench.workbench import Workbench
+
+    load_plugins(args.plugin)
+    mcls, dcls = MODELS.get(args.model), DATASETS.get(args.dataset)
+    if mcls.info.kind != "learned":
+        raise BenchError(f"model '{args.model}' is classic: it has nothing to train")
+    bench = Workbench(seed=args.seed, device=args.device, log=lambda m: print(m, file=sys.stderr))
+    _, source = bench.base_model(Spec("model", args.model, dict(mcls.defaults), mcls.info.version),
+                                 Spec("dataset", args.dataset, dict(dcls.defaults), dcls.info.version))
+    print({k: v for k, v in source.items() if k != "params"})
+    return 0

@@ -1,0 +1,90 @@
+"""Typed metadata that every component declares beside its code.
+
+The runner reads it to choose how each defense is attacked (EOT, BPDA, straight-through)
+and the site reads it, copied into every result record, to label the leaderboard. This
+module imports nothing heavy: the site uses it without torch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+DEFENSE_KINDS = ("none", "architectural", "training", "purification", "certified")
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    name: str
+    lower_better: bool
+    score_range: tuple[float, float]
+    kind: Literal["classic", "learned"]
+    differentiable: bool
+    # What stands in for the gradient where the forward pass has none (e.g. the
+    # input is rounded to 8 bits): attacks differentiate `IQAModel.gradient_forward`.
+    gradient_surrogate: str | None = None
+    input_size: tuple[int, int] | None = None  # (H, W) it is designed for; None: any
+    min_size: int = 1  # smallest side it accepts
+    weights: str = "none needed"  # where the parameters come from
+    reference: str = ""
+    description: str = ""
+    version: str = "1"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DefenseInfo:
+    name: str
+    kind: Literal["none", "architectural", "training", "purification", "certified"]
+    randomized: bool = False
+    differentiable: bool = True
+    # Used on the backward pass when `differentiable` is False (BPDA): "identity" or
+    # the name of what `Defense.surrogate` computes.
+    surrogate: str | None = None
+    reference: str = ""
+    description: str = ""
+    version: str = "1"
+
+    def __post_init__(self) -> None:
+        if self.kind not in DEFENSE_KINDS:
+            raise ValueError(f"defense {self.name!r}: kind {self.kind!r} not in {DEFENSE_KINDS}")
+        if not self.differentiable and not self.surrogate:
+            raise ValueError(
+                f"defense {self.name!r} is not differentiable: declare `surrogate` "
+                "(e.g. 'identity') so that it can be attacked with BPDA"
+            )
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class AttackInfo:
+    name: str
+    norm: Literal["Linf", "L2"] = "Linf"
+    budget_unit: str = "1/255"  # eps in the matrix is in these units, on [0, 1] images
+    needs_gradients: bool = True
+    reference: str = ""
+    description: str = ""
+    version: str = "1"
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class DatasetInfo:
+    name: str
+    mode: Literal["NR", "FR"] = "NR"
+    mos_name: str = "MOS"  # "pseudo-MOS" where no humans rated the images
+    mos_range: tuple[float, float] = (0.0, 1.0)
+    mos_lower_better: bool = False
+    reference: str = ""
+    description: str = ""
+    version: str = "1"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)

@@ -1,0 +1,1 @@
+"""Built-in IQA models. Every module here is imported at plugin discovery."""

@@ -1,0 +1,54 @@
+"""Where a number came from: versions, commit, hardware, date."""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import bench
+
+
+def _version(pkg: str) -> str:
+    try:
+        return version(pkg)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+@functools.cache
+def git_commit() -> str:
+    root = Path(bench.__file__).resolve().parent.parent
+    try:
+        out = subprocess.run(["git", "-C", str(root), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5)
+        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+    if out.returncode != 0:
+        return "unknown"
+    return out.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+@functools.cache
+def environment(device: str) -> dict[str, Any]:
+    import torch
+
+    hw: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                          "torch_threads": torch.get_num_threads(), "device": device, "platform": platform.platform()}
+    if device.startswith("cuda") and torch.cuda.is_available():
+        hw["gpu"] = torch.cuda.get_device_name(0)
+    return {
+        "bench": bench.__version__, "torch": torch.__version__, "pyiqa": _version("pyiqa"),
+        "torchattacks": _version("torchattacks"), "python": platform.python_version(),
+        "git_commit": git_commit(), "hardware": hw,
+    }
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")

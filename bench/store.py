@@ -1,0 +1,135 @@
+"""The results store: one JSON record per cell under `<results>/cells/<key>.json`.
+
+Each record is written atomically (temporary file, fsync, rename), so a killed run
+leaves either the whole record or none. A record carries its own checksum; a record
+that does not match it is reported and treated as absent, so the cell is recomputed.
+This module imports no torch: the exporter and the site read the store through it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import tempfile
+import warnings
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+SCHEMA = 1
+EXPORT_COLUMNS = [
+    "model", "defense", "attack", "eps", "dataset", "status", "n_images",
+    "srocc_clean", "srocc_attacked", "plcc_clean", "plcc_attacked",
+    "abs_gain", "rel_gain", "psnr", "ssim", "seconds",
+]
+
+
+def canonical(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
+
+
+def digest(obj: Any) -> str:
+    return hashlib.sha256(canonical(obj).encode()).hexdigest()
+
+
+class ResultsStore:
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+        self.cells = self.root / "cells"
+
+    def check_writable(self) -> None:
+        """Fail before any work if records cannot be written here."""
+        from bench.errors import BenchError
+
+        try:
+            self.cells.mkdir(parents=True, exist_ok=True)
+            with tempfile.NamedTemporaryFile(dir=self.cells, prefix=".probe-"):
+                pass
+        except OSError as e:
+            raise BenchError(
+                f"results directory '{self.root}' cannot be written ({e.strerror or e}); "
+                "choose another with --results DIR or fix its permissions"
+            ) from None
+
+    def path(self, key: str) -> Path:
+        if not key.isalnum():  # keys are hex digests: never a path that leaves the store
+            raise ValueError(f"invalid cell key {key!r}")
+        return self.cells / f"{key}.json"
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        p = self.path(key)
+        if not p.exists():
+            return None
+        return _read(p)
+
+    def put(self, record: dict[str, Any]) -> Path:
+        record = dict(record, schema=SCHEMA)
+        record.pop("checksum", None)
+        record["checksum"] = digest(record)
+        p = self.path(record["key"])
+        p.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}-", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "w") as f:
+                f.write(json.dumps(record, indent=1, sort_keys=True, allow_nan=True))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, p)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return p
+
+    def records(self) -> Iterator[dict[str, Any]]:
+        if not self.cells.is_dir():
+            return
+        for p in sorted(self.cells.glob("*.json")):
+            rec = _read(p)
+            if rec is not None:
+                yield rec
+
+
+def _read(p: Path) -> dict[str, Any] | None:
+    try:
+        rec = json.loads(p.read_text())
+        stored = rec.pop("checksum", None)
+        if stored != digest(rec):
+            raise ValueError("checksum mismatch")
+        rec["checksum"] = stored
+        return rec
+    except (ValueError, OSError) as e:
+        warnings.warn(f"ignoring corrupt result record {p} ({e}); its cell will be recomputed", stacklevel=2)
+        return None
+
+
+def records_frame(records: list[dict[str, Any]] | Iterator[dict[str, Any]]):  # -> pandas.DataFrame
+    """Flatten records into one row per cell: the export columns first, then the rest."""
+    import pandas as pd
+
+    rows = []
+    for r in records:
+        row = {**r["cell"], "status": r["status"], "message": r.get("message", "")}
+        row.update(r.get("metrics", {}))
+        row["key"] = r["key"]
+        row["flags"] = ";".join(r.get("flags", []))
+        row["attack_view"] = r.get("view", {}).get("summary", "")
+        meta = r.get("meta", {})
+        row["defense_kind"] = meta.get("defense", {}).get("kind", "")
+        row["model_lower_better"] = meta.get("model", {}).get("lower_better")
+        row["mos_name"] = meta.get("dataset", {}).get("mos_name", "")
+        prov = r.get("provenance", {})
+        for k in ("bench", "torch", "pyiqa", "git_commit", "seed", "matrix", "suite", "date", "hardware"):
+            v = prov.get(k)
+            row[f"prov_{k}"] = v if not isinstance(v, dict) else canonical(v)
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    for c in EXPORT_COLUMNS:
+        if c not in df.columns:
+            df[c] = math.nan
+    rest = [c for c in df.columns if c not in EXPORT_COLUMNS]
+    df = df[EXPORT_COLUMNS + rest]
+    if len(df):
+        df = df.sort_values(["model", "dataset", "defense", "attack", "eps"], kind="stable").reset_index(drop=True)
+    return df

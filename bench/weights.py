@@ -1,0 +1,138 @@
+"""Where a model's parameters come from, and how checkpoints are read and written.
+
+Order for a learned model: the `weights` path given in the matrix or on the command
+line; the published weights in pyiqa's cache; a checkpoint trained here earlier (cached
+under BENCH_CACHE with its training record); else, where the caller allows it, training
+on the dataset's train split. Checkpoints are loaded with `weights_only=True` (or from
+safetensors): a file that carries pickled code is refused, never executed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pickle
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.errors import CheckpointError, WeightsMissingError
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "iqa-bench")
+
+
+def file_sha256(path: str | Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint '{path}' does not exist")
+    if path.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        return load_file(str(path))
+    try:
+        obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as e:
+        raise CheckpointError(
+            f"checkpoint '{path}' was refused: it holds pickled objects that are not plain tensors "
+            f"({str(e).splitlines()[0][:200]}). Loading it could execute code, so it is never loaded "
+            "that way. Save a plain state_dict (torch.save(model.state_dict(), path)) or a .safetensors file."
+        ) from None
+    except Exception as e:
+        raise CheckpointError(f"checkpoint '{path}' cannot be read: {e}") from None
+    for key in ("params", "state_dict", "model"):  # common wrappers (pyiqa uses "params")
+        if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
+            obj = obj[key]
+    if not isinstance(obj, dict):
+        raise CheckpointError(f"checkpoint '{path}' is not a state_dict (got {type(obj).__name__})")
+    return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def load_into(module: nn.Module, path: str | Path, owner: str) -> None:
+    state = read_state_dict(path)
+    target = module.state_dict()
+    missing = [k for k in target if k not in state]
+    unexpected = [k for k in state if k not in target]
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint '{path}' does not fit {owner}: missing keys {missing[:5]}"
+            f"{' ...' if len(missing) > 5 else ''}, unexpected keys {unexpected[:5]}"
+            f"{' ...' if len(unexpected) > 5 else ''}"
+        )
+    bad = [k for k in target if tuple(state[k].shape) != tuple(target[k].shape)]
+    if bad:
+        raise CheckpointError(f"checkpoint '{path}' does not fit {owner}: wrong shapes for {bad[:5]}")
+    module.load_state_dict(state, strict=True)
+
+
+def save_checkpoint(module: nn.Module, path: Path, record: dict[str, Any]) -> None:
+    """State dict and its JSON record, each written atomically (record last)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for target, write in (
+        (path, lambda f: torch.save(module.state_dict(), f)),
+        (path.with_suffix(".json"), lambda f: f.write(json.dumps(record, indent=1, sort_keys=True).encode())),
+    ):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                write(f)
+            os.replace(tmp, target)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+
+
+def cached_checkpoint(path: Path) -> dict[str, Any] | None:
+    """The training record of a complete cached checkpoint, or None."""
+    rec = path.with_suffix(".json")
+    if path.is_file() and rec.is_file():
+        return json.loads(rec.read_text())
+    return None
+
+
+def resolve_weights(
+    model: nn.Module,
+    *,
+    trained_path: Path,
+    train: Callable[[], dict[str, Any]] | None,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """Give a learned model its parameters; return where they came from."""
+    info = model.info
+    given = model.params.get("weights")
+    if given:
+        load_into(model, given, f"model '{info.name}'")
+        return {"source": "local file", "path": str(given), "sha256": file_sha256(given)}
+    published = model.pretrained_weights()
+    if published:
+        load_into(model, published, f"model '{info.name}'")
+        return {"source": "published (pyiqa cache)", "path": published, "sha256": file_sha256(published)}
+    record = cached_checkpoint(trained_path)
+    if record is not None:
+        load_into(model, trained_path, f"model '{info.name}'")
+        return {"source": "trained here", **record}
+    if train is None:
+        raise WeightsMissingError(
+            f"model '{info.name}' has no weights here: looked for a --weights PATH, pyiqa's cache "
+            f"({Path(torch.hub.get_dir()) / 'pyiqa'}) and a checkpoint trained here ({trained_path}). "
+            f"Copy the published file into pyiqa's cache, pass --weights PATH, or train it with "
+            f"`python -m bench train --model {info.name} --dataset embedded`."
+        )
+    log(f"model '{info.name}': no published weights here; training it on the dataset's train split")
+    record = train()
+    save_checkpoint(model, trained_path, record)
+    return {"source": "trained here", **record}

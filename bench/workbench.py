@@ -1,0 +1,157 @@
+"""Builds what cells need, once per process: dataset splits, base models (loaded or
+trained), defended models (fitted or loaded from the cache). Every cell of a
+(model, defense, dataset) group shares them."""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from bench.api import DATASETS, DEFENSES, MODELS, Defense, FitContext, IQAModel, IQASplit, NotApplicable
+from bench.errors import BenchError
+from bench.matrix import Spec
+from bench.store import digest
+from bench.weights import cache_dir, cached_checkpoint, load_into, resolve_weights, save_checkpoint
+
+
+class StageError(BenchError):
+    """An error inside one component, named so the record says which plugin failed."""
+
+
+@contextmanager
+def stage(kind: str, name: str) -> Iterator[None]:
+    """Re-raise anything from inside one component as a StageError naming it and where
+    it came from (module, entry point or plugin file)."""
+    registry = {"model": MODELS, "defense": DEFENSES, "dataset": DATASETS}[kind]
+    origin = registry.origin(name) if name in registry else "?"
+    try:
+        yield
+    except (StageError, NotApplicable):
+        raise
+    except Exception as e:
+        raise StageError(f"{kind} '{name}' ({origin}): {type(e).__name__}: {e}") from e
+
+
+@torch.no_grad()
+def score_batched(fn: Callable[[Tensor], Tensor], x: Tensor, batch_size: int, device: torch.device) -> Tensor:
+    out = [fn(x[i : i + batch_size].to(device)).reshape(-1).float().cpu() for i in range(0, len(x), batch_size)]
+    return torch.cat(out)
+
+
+def check_finite(scores: Tensor, what: str) -> None:
+    bad = (~torch.isfinite(scores)).sum().item()
+    if bad:
+        raise ValueError(f"{what} returned {bad} non-finite score(s) (NaN or inf)")
+
+
+def _without(spec: Spec, *keys: str) -> dict[str, Any]:
+    ident = spec.ident()
+    ident["params"] = {k: v for k, v in spec.params.items() if k not in keys}
+    return ident
+
+
+class Workbench:
+    def __init__(self, seed: int, device: str = "cpu", batch_size: int = 16, log: Callable[[str], None] = print,
+                 allow_train: bool = True) -> None:
+        self.seed, self.device, self.batch_size, self.log = seed, torch.device(device), batch_size, log
+        self.allow_train = allow_train
+        self._splits: dict[str, tuple[IQASplit, IQASplit]] = {}
+        self._models: dict[str, tuple[IQAModel, dict[str, Any]]] = {}
+
+    # -- data
+    def split(self, ds: Spec) -> tuple[IQASplit, IQASplit]:
+        key = digest(ds.ident())
+        if key not in self._splits:
+            with stage("dataset", ds.name):
+                self._splits[key] = DATASETS.create(ds.name, **ds.params).split(self.seed)
+        return self._splits[key]
+
+    def train_split(self, ds: Spec) -> IQASplit:
+        return self.split(ds)[0]
+
+    # -- models
+    def base_model(self, spec: Spec, ds: Spec | None) -> tuple[IQAModel, dict[str, Any]]:
+        """The undefended model with its parameters and where they came from."""
+        data_ident = _without(ds, "n_images") if ds else None
+        key = digest({"model": spec.ident(), "data": data_ident, "seed": self.seed})
+        if key in self._models:
+            return self._models[key]
+        with stage("model", spec.name):
+            model = MODELS.create(spec.name, **spec.params)
+            if model.info.kind == "classic":
+                source: dict[str, Any] = {"source": model.info.weights}
+            else:
+                trained_path = cache_dir() / "models" / f"{spec.name}-{key[:16]}.pt"
+                train = None
+                if self.allow_train and ds is not None:
+                    train = lambda: self._train(model, ds)  # noqa: E731
+                source = resolve_weights(model, trained_path=trained_path, train=train, log=self.log)
+            model = model.to(self.device).eval()
+        self._models[key] = (model, source)
+        return model, source
+
+    def _train(self, model: IQAModel, ds: Spec) -> dict[str, Any]:
+        from bench.measures import correlations
+
+        train, test = self.split(ds)
+        lo, hi = model.info.score_range
+        ds_info = DATASETS.get(ds.name).info
+        m_lo, m_hi = ds_info.mos_range
+        targets = lo + (train.mos - m_lo) / (m_hi - m_lo) * (hi - lo)
+        ctx = FitContext(train=train, targets=targets, seed=self.seed, device=self.device, log=self.log)
+        torch.manual_seed(self.seed)
+        model.to(self.device)
+        model.fit(ctx)
+        model.eval()
+        pred = score_batched(model, test.images, self.batch_size, self.device).numpy()
+        check_finite(torch.from_numpy(pred), f"model '{model.info.name}' after training")
+        srocc, plcc = correlations(pred, test.mos.numpy(), model.info.lower_better)
+        return {"dataset": ds.name, "dataset_params": _without(ds, "n_images")["params"], "split": "train",
+                "n_train": len(train), "seed": self.seed, "params": {k: v for k, v in model.params.items()},
+                "test_srocc": srocc, "test_plcc": plcc, "mos_name": ds_info.mos_name, **ctx.record}
+
+    # -- defenses
+    def defended(self, spec: Spec, defense: Defense, model_spec: Spec, ds: Spec) -> tuple[IQAModel, dict[str, Any]]:
+        """Transform a copy of the base model; fit it (or load the cached fit)."""
+        base, source = self.base_model(model_spec, ds)
+        with stage("defense", spec.name):
+            model = defense.transform(copy.deepcopy(base))
+            if not defense.trains():
+                return model.eval(), {}
+            key = digest({"model": model_spec.ident(), "weights": source.get("sha256") or source,
+                          "defense": spec.ident(), "data": _without(ds, "n_images"), "seed": self.seed})
+            path = cache_dir() / "defended" / f"{model_spec.name}-{spec.name.replace('+', '_')}-{key[:16]}.pt"
+            record = cached_checkpoint(path)
+            if record is not None:
+                load_into(model, path, f"defense '{spec.name}' on model '{model_spec.name}'")
+                return model.to(self.device).eval(), record
+            self.log(f"defense '{spec.name}': fitting on model '{model_spec.name}' ({ds.name} train split)")
+            train = self.train_split(ds)
+            base_scores = score_batched(base, train.images, self.batch_size, self.device)
+            targets = _linear_map(train.mos, base_scores)
+            ctx = FitContext(train=train, targets=targets, seed=self.seed, device=self.device, log=self.log)
+            torch.manual_seed(self.seed)
+            model.to(self.device)
+            defense.fit(model, ctx)
+            model.eval()
+            for name, p in model.state_dict().items():
+                if p.is_floating_point() and not torch.isfinite(p).all():
+                    raise ValueError(f"fit left non-finite values in '{name}'; not cached")
+            save_checkpoint(model, path, {"defense": spec.name, "model": model_spec.name, **ctx.record})
+            return model, ctx.record
+
+
+def _linear_map(mos: Tensor, scores: Tensor) -> Tensor:
+    """MOS mapped onto the model's score scale by least squares, for fine-tuning targets."""
+    a = torch.stack([mos.double(), torch.ones_like(mos, dtype=torch.double)], 1)
+    coef = torch.linalg.lstsq(a, scores.double().unsqueeze(1)).solution
+    out = (a @ coef).squeeze(1).float()
+    if not math.isfinite(out.sum().item()):
+        raise ValueError("cannot map the MOS onto the model's scores (non-finite fit)")
+    return out

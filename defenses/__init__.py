@@ -1,0 +1,1 @@
+"""Built-in defenses: every module here is imported at start-up and registers itself."""

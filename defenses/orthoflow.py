@@ -1,0 +1,405 @@
+"""Robustness as architecture: orthogonal information flow, then pruning and fine-tuning.
+
+The method under test is Meleshin, Chistyakova, Antsiferova & Vatolin, "Robustness as
+Architecture: Designing IQA Models to Withstand Adversarial Perturbations" (2025,
+https://arxiv.org/abs/2506.04951). It is applied to an already trained IQA model:
+
+1. an orthogonal (norm-preserving) convolution is inserted after a trained conv layer, so
+   that the block cannot amplify a perturbation beyond what the trained layer already does;
+   it starts as the identity, so the trained model is unchanged at insertion;
+2. ReLU is swapped for a smooth activation (SiLU, GELU or ELU), modules and functional
+   calls alike;
+3. the conv/linear weights are pruned (global L1 unstructured, or L2 filter pruning);
+4. the whole model is fine-tuned briefly at a low learning rate to recover accuracy.
+
+The variants registered at the bottom (`ortho`, `ortho+act`, `ortho+act+prune`, and the
+controls `act`, `prune`, `finetune-only`) let the leaderboard read off what each step
+contributes; `finetune-only` separates the effect of the extra training from the design.
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from typing import Any
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils import prune as torch_prune
+
+from bench.api import Defense, DefenseInfo, FitContext, IQAModel, NotApplicable, register_defense
+
+ACTIVATIONS: dict[str, tuple[type[nn.Module], Any]] = {
+    "silu": (nn.SiLU, F.silu),
+    "gelu": (nn.GELU, F.gelu),
+    "elu": (nn.ELU, F.elu),
+}
+_RELU_FUNCTIONS = {F.relu, F.relu_, torch.relu, torch.relu_}
+_RELU_METHODS = {"relu", "relu_"}
+PAPER = "https://arxiv.org/abs/2506.04951"
+
+
+# ----------------------------------------------------------------------------- Cayley conv
+class CayleyConv2d(nn.Module):
+    """A C -> C convolution that is exactly orthogonal on the input's H x W grid.
+
+    Trockman & Kolter, "Orthogonalizing Convolutional Layers with the Cayley Transform",
+    ICLR 2021 (https://arxiv.org/abs/2104.07167): a (circular) convolution is diagonal in
+    the Fourier domain, one C x C matrix per frequency; making each of those unitary with
+    the Cayley transform Q = (I + A)^-1 (I - A) of the skew-Hermitian A = V - V^H makes the
+    whole map orthogonal. Because the kernel is real, Q at frequency -f is conj(Q at f),
+    so the half spectrum of `rfft2` is enough and the output is real.
+
+    V starts at zero, so Q = I and the block is the identity when inserted into a trained
+    model; `scale` (a learnable scalar, 1.0 at start) lets fine-tuning rescale the output,
+    so the layer is norm-preserving up to |scale|.
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        self.channels, self.kernel_size = channels, kernel_size
+        self.weight = nn.Parameter(torch.zeros(channels, channels, kernel_size, kernel_size))
+        self.scale = nn.Parameter(torch.ones(()))
+
+    def skew_spectrum(self, h: int, w: int, dtype: torch.dtype) -> Tensor:
+        """A = V_f - V_f^H at each frequency of the half spectrum, (h, w // 2 + 1, C, C)."""
+        vf = torch.fft.rfft2(self.weight.to(dtype), s=(h, w)).permute(2, 3, 0, 1)
+        return vf - vf.conj().transpose(-2, -1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        h, w = x.shape[-2:]
+        dtype = torch.promote_types(x.dtype, torch.float32)  # FFTs of half tensors are limited
+        a = self.skew_spectrum(h, w, dtype)
+        eye = torch.eye(self.channels, dtype=a.dtype, device=a.device)
+        xf = torch.fft.rfft2(x.to(dtype)).permute(2, 3, 1, 0)  # (h, w', C, B)
+        # (I + A)^-1 (I - A) = 2 (I + A)^-1 - I: one solve against the input instead of
+        # forming Q, several times cheaper (forward and backward) when B < C.
+        yf = 2 * torch.linalg.solve(eye + a, xf) - xf
+        y = torch.fft.irfft2(yf.permute(3, 2, 0, 1), s=(h, w))
+        return (self.scale * y).to(x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, kernel_size={self.kernel_size}"
+
+
+# ----------------------------------------------------------------------------- graph surgery
+def _set_submodule(root: nn.Module, name: str, new: nn.Module) -> None:
+    parent_name, _, attr = name.rpartition(".")
+    setattr(root.get_submodule(parent_name) if parent_name else root, attr, new)
+
+
+class _Tracer(fx.Tracer):
+    """fx tracer that keeps our inserted blocks opaque (their shape-dependent FFTs need not trace)."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, CayleyConv2d) or super().is_leaf_module(m, qualname)
+
+
+def _rewrite_relu_nodes(graph: fx.Graph, fn: Any) -> int:
+    count = 0
+    for node in list(graph.nodes):
+        is_fn = node.op == "call_function" and node.target in _RELU_FUNCTIONS
+        is_method = node.op == "call_method" and node.target in _RELU_METHODS
+        if not (is_fn or is_method):
+            continue
+        x = node.args[0] if node.args else next(iter(node.kwargs.values()))
+        # Out of place even where the ReLU was in place: the graph passes the result on.
+        with graph.inserting_before(node):
+            new = graph.call_function(fn, (x,))
+        node.replace_all_uses_with(new)
+        graph.erase_node(node)
+        count += 1
+    return count
+
+
+def _swap_functional(module: nn.Module, fn: Any, report: dict[str, Any], prefix: str) -> None:
+    """Trace each child; where tracing fails (data-dependent control flow, no forward),
+    go one level down, so that one untraceable wrapper does not hide its children."""
+    for name, child in list(module.named_children()):
+        qual = prefix + name
+        if _Tracer().is_leaf_module(child, qual):
+            if any(True for _ in child.children()):  # ModuleList, ModuleDict, ...
+                _swap_functional(child, fn, report, qual + ".")
+            continue
+        try:
+            graph = _Tracer().trace(child)
+        except Exception as e:  # noqa: BLE001 - any tracing failure means "go one level down"
+            report["untraced"].append(f"{qual} ({type(e).__name__})")
+            _swap_functional(child, fn, report, qual + ".")
+            continue
+        n = _rewrite_relu_nodes(graph, fn)
+        if n:
+            graph.lint()
+            setattr(module, name, fx.GraphModule(child, graph, class_name=type(child).__name__))
+            report["functional"] += n
+
+
+def swap_activations(model: nn.Module, activation: str) -> dict[str, Any]:
+    """Replace ReLU by `activation` in `model`'s submodules, in place.
+
+    nn.ReLU modules are swapped directly; functional calls (F.relu, torch.relu, x.relu())
+    live in forward code, so the submodules that hold them are rewritten with torch.fx.
+    The top-level model's own forward is never traced (it must stay an IQAModel), so a
+    ReLU written there is left alone. Returns the counts and the submodules that could
+    not be traced (their functional ReLUs, if any, are left alone too).
+    """
+    module_cls, fn = ACTIVATIONS[activation]
+    report: dict[str, Any] = {"modules": 0, "functional": 0, "untraced": []}
+    _swap_functional(model, fn, report, "")
+    swapped: set[int] = set()
+    for name, m in list(model.named_modules(remove_duplicate=False)):
+        if isinstance(m, nn.ReLU):
+            _set_submodule(model, name, module_cls())
+            swapped.add(id(m))
+    report["modules"] = len(swapped)
+    return report
+
+
+def insert_orthogonal(model: nn.Module, where: str, kernel_size: int = 3) -> list[str]:
+    """Follow the first (or every) Conv2d by a CayleyConv2d; returns the layers changed.
+
+    The trained conv is kept and the orthogonal block follows it, as in the method's
+    experiments that insert blocks into pretrained backbones rather than replace layers.
+    """
+    convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
+    if where == "first":
+        convs = convs[:1]
+    for name, conv in convs:
+        block = CayleyConv2d(conv.out_channels, kernel_size).to(conv.weight.device, conv.weight.dtype)
+        _set_submodule(model, name, nn.Sequential(conv, block))
+    return [n for n, _ in convs]
+
+
+def _apply_pruning(model: nn.Module, method: str, amount: float) -> list[tuple[nn.Module, list[str]]]:
+    """Prune with masks (kept while fine-tuning, so pruned weights stay zero); returns each
+    pruned module with its parameter names in their original order."""
+    kinds = (nn.Conv2d, nn.Linear) if method == "l1-unstructured" else (nn.Conv2d,)
+    pruned = [(m, list(m._parameters)) for m in model.modules() if isinstance(m, kinds)]
+    if method == "l1-unstructured":
+        targets = [(m, "weight") for m, _ in pruned]
+        torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured, amount=amount)
+    else:  # l2-structured: whole filters, layer by layer
+        for m, _ in pruned:
+            torch_prune.ln_structured(m, "weight", amount=amount, n=2, dim=0)
+    return pruned
+
+
+def _remove_pruning(pruned: list[tuple[nn.Module, list[str]]]) -> None:
+    """Make the masks permanent and give back plain `weight` parameters in their original
+    order, so the state_dict matches a freshly transformed model key for key."""
+    for m, order in pruned:
+        torch_prune.remove(m, "weight")
+        for key in order:
+            m._parameters[key] = m._parameters.pop(key)
+
+
+# ----------------------------------------------------------------------------- the defense
+BASE_DEFAULTS: dict[str, Any] = {
+    "insert": "first",  # "first" | "all" | "none": which Conv2d layers get an orthogonal block
+    "kernel_size": 3,  # of the Cayley convolution
+    "activation": "silu",  # "silu" | "gelu" | "elu" | "none"
+    "prune": "l1-unstructured",  # "l1-unstructured" | "l2-structured" | "none"
+    "amount": 0.1,
+    "epochs": 3,
+    "lr": 1e-4,  # 1e-6 .. 1e-4, as in the method's experiments
+    "batch_size": 16,
+    "loss": "l1",  # "l1" | "mse"
+    # BatchNorm statistics stay frozen: a few hundred images in batches of 16 would
+    # overwrite a pretrained backbone's running means with noise.
+    "freeze_bn": True,
+}
+_CHOICES = {
+    "insert": ("first", "all", "none"),
+    "activation": (*ACTIVATIONS, "none"),
+    "prune": ("l1-unstructured", "l2-structured", "none"),
+    "loss": ("l1", "mse"),
+}
+
+
+def _info(name: str, description: str) -> DefenseInfo:
+    return DefenseInfo(
+        name=name, kind="architectural", randomized=False, differentiable=True,
+        reference=PAPER, description=description,
+    )
+
+
+@register_defense
+class OrthoFlow(Defense):
+    """The full method; the registered variants below switch its steps on and off."""
+
+    info = _info(
+        "ortho+act+prune",
+        "Robustness as architecture (full method): Cayley orthogonal conv after the first conv, "
+        "ReLU->SiLU, 10% global L1 pruning, then fine-tuning (Adam 1e-4, 3 epochs).",
+    )
+    defaults = dict(BASE_DEFAULTS)
+
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
+        p = self.params
+        for key, allowed in _CHOICES.items():
+            if p[key] not in allowed:
+                raise ValueError(f"defense '{self.info.name}': {key} {p[key]!r} not one of {allowed}")
+        if not 1e-6 <= p["lr"] <= 1e-4:
+            raise ValueError(f"defense '{self.info.name}': lr {p['lr']} outside 1e-6..1e-4 (fine-tuning only)")
+        if not 0.0 <= p["amount"] < 1.0:
+            raise ValueError(f"defense '{self.info.name}': amount {p['amount']} must be in [0, 1)")
+        if p["epochs"] < 0 or p["batch_size"] < 1:
+            raise ValueError(f"defense '{self.info.name}': epochs must be >= 0 and batch_size >= 1")
+
+    # -- architecture
+    def transform(self, model: IQAModel) -> IQAModel:
+        p, me = self.params, self.info.name
+        model_name = getattr(getattr(model, "info", None), "name", type(model).__name__)
+        if not isinstance(model, nn.Module):
+            raise NotApplicable(f"{me} needs a torch model; {model_name} is not one")
+        if not any(t.is_floating_point() for t in model.parameters()):
+            raise NotApplicable(f"{me} fine-tunes the model; {model_name} has no trainable parameters")
+        has_conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
+        if p["insert"] != "none" and not has_conv:
+            raise NotApplicable(f"{me} needs a model with Conv2d layers; {model_name} has none")
+        if p["prune"] == "l2-structured" and not has_conv:
+            raise NotApplicable(f"{me} prunes conv filters; {model_name} has no Conv2d layers")
+        if p["prune"] != "none" and not any(isinstance(m, (nn.Conv2d, nn.Linear)) for m in model.modules()):
+            raise NotApplicable(f"{me} prunes Conv2d/Linear weights; {model_name} has none")
+
+        model = copy.deepcopy(model)  # the runner's base model stays as it was
+        report: dict[str, Any] = {}
+        if p["activation"] != "none":  # before insertion: the fx tracer then sees plain layers
+            report["activation_swaps"] = swap_activations(model, p["activation"])
+        if p["insert"] != "none":
+            report["orthogonal_after"] = insert_orthogonal(model, p["insert"], p["kernel_size"])
+        model.orthoflow_report = report  # plain attribute: not part of the state_dict
+        return model
+
+    # -- training
+    def fit(self, model: IQAModel, ctx: FitContext) -> None:
+        p, rec = self.params, ctx.record
+        started = time.perf_counter()
+        self._record_transform(model, rec)
+        model.to(ctx.device)
+
+        pruned = _apply_pruning(model, p["prune"], p["amount"]) if p["prune"] != "none" else []
+        try:
+            self._finetune(model, ctx)
+        finally:
+            _remove_pruning(pruned)
+            model.eval()
+        rec["prune"] = p["prune"]
+        if pruned:
+            zeros = sum(int((m.weight == 0).sum()) for m, _ in pruned)
+            rec["pruned_fraction"] = zeros / sum(m.weight.numel() for m, _ in pruned)
+        rec["fit_seconds"] = round(time.perf_counter() - started, 2)
+
+    @staticmethod
+    def _record_transform(model: nn.Module, rec: dict[str, Any]) -> None:
+        report = getattr(model, "orthoflow_report", {})
+        notes = rec.setdefault("notes", [])
+        if "orthogonal_after" in report:
+            rec["orthogonal_after"] = report["orthogonal_after"]
+        swaps = report.get("activation_swaps")
+        if swaps is not None:
+            rec["activation_swaps"] = {"modules": swaps["modules"], "functional": swaps["functional"]}
+            if swaps["modules"] + swaps["functional"] == 0:
+                notes.append("no ReLU found: the activation swap changed nothing")
+            if swaps["untraced"]:
+                notes.append("not traced, functional ReLUs there unchanged: " + ", ".join(swaps["untraced"]))
+        if not notes:
+            del rec["notes"]
+
+    def _finetune(self, model: nn.Module, ctx: FitContext) -> None:
+        p = self.params
+        images, y_all = ctx.train.images, ctx.targets.reshape(-1)
+        if len(images) == 0 or len(images) != len(y_all):
+            raise ValueError(f"fine-tune needs images and as many targets; got {len(images)} and {len(y_all)}")
+        loss_fn = F.l1_loss if p["loss"] == "l1" else F.mse_loss
+        params = [t for t in model.parameters() if t.is_floating_point()]
+        was_trainable = [t.requires_grad for t in params]
+        for t in params:
+            t.requires_grad_(True)
+        bs, n = p["batch_size"], len(images)
+        ends = list(range(bs, n, bs)) + [n]
+        if n - (ends[-2] if len(ends) > 1 else 0) == 1 and len(ends) > 1:
+            ends.pop(-2)  # no batch of one: BatchNorm in train mode refuses it
+        losses: list[float] = []
+        devices = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
+        try:
+            with torch.random.fork_rng(devices=devices):  # dropout draws, without touching the caller's RNG
+                torch.manual_seed(ctx.seed)
+                order_rng = torch.Generator().manual_seed(ctx.seed)
+                opt = torch.optim.Adam(params, lr=p["lr"])
+                self._train_mode(model)
+                for epoch in range(p["epochs"]):
+                    order, start, total = torch.randperm(n, generator=order_rng), 0, 0.0
+                    for step, end in enumerate(ends):
+                        idx = order[start:end]
+                        start = end
+                        pred = model(images[idx].to(ctx.device)).reshape(-1)
+                        loss = loss_fn(pred, y_all[idx].to(ctx.device, pred.dtype))
+                        if not torch.isfinite(loss):
+                            raise RuntimeError(
+                                f"fine-tune diverged (loss {loss.item()}) at epoch {epoch} step {step} "
+                                f"of defense '{self.info.name}'"
+                            )
+                        opt.zero_grad(set_to_none=True)
+                        loss.backward()
+                        opt.step()
+                        total += loss.item() * len(idx)
+                    losses.append(total / n)
+                    ctx.log(f"{self.info.name}: epoch {epoch + 1}/{p['epochs']} {p['loss']} loss {losses[-1]:.5f}")
+        finally:
+            for t, flag in zip(params, was_trainable):
+                t.requires_grad_(flag)
+            model.eval()
+        ctx.record.update(
+            epochs=p["epochs"], lr=p["lr"], loss=p["loss"], batch_size=bs,
+            final_loss=losses[-1] if losses else None, loss_per_epoch=losses,
+        )
+
+    def _train_mode(self, model: nn.Module) -> None:
+        model.train()
+        if self.params["freeze_bn"]:
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
+
+
+# ----------------------------------------------------------------------------- the ablation
+_OFF_ACT = {"activation": "none"}
+_OFF_PRUNE = {"prune": "none"}
+_OFF_ORTHO = {"insert": "none"}
+
+
+@register_defense
+class Ortho(OrthoFlow):
+    info = _info("ortho", "Ablation: only the Cayley orthogonal conv after the first conv, then fine-tuning.")
+    defaults = {**BASE_DEFAULTS, **_OFF_ACT, **_OFF_PRUNE}
+
+
+@register_defense
+class OrthoAct(OrthoFlow):
+    info = _info("ortho+act", "Ablation: Cayley orthogonal conv and ReLU->SiLU, no pruning, then fine-tuning.")
+    defaults = {**BASE_DEFAULTS, **_OFF_PRUNE}
+
+
+@register_defense
+class ActOnly(OrthoFlow):
+    info = _info("act", "Control: only ReLU->SiLU (modules and functional calls), then fine-tuning.")
+    defaults = {**BASE_DEFAULTS, **_OFF_ORTHO, **_OFF_PRUNE}
+
+
+@register_defense
+class PruneOnly(OrthoFlow):
+    info = _info("prune", "Control: only 10% global L1 pruning of conv/linear weights, then fine-tuning.")
+    defaults = {**BASE_DEFAULTS, **_OFF_ORTHO, **_OFF_ACT}
+
+
+@register_defense
+class FinetuneOnly(OrthoFlow):
+    info = _info(
+        "finetune-only",
+        "Control: the same fine-tuning with no architectural change, to separate training from design.",
+    )
+    defaults = {**BASE_DEFAULTS, **_OFF_ORTHO, **_OFF_ACT, **_OFF_PRUNE}

@@ -1,0 +1,255 @@
+"""The orthogonal-flow defense (arXiv 2506.04951) on tiny models: the Cayley block is
+exactly orthogonal, insertion leaves a trained model unchanged, the activation swap and
+pruning really happen, and fine-tuning is reproducible and fails loudly."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bench.api import DEFENSES, FitContext, IQAModel, IQASplit, ModelInfo, NotApplicable
+from defenses.orthoflow import CayleyConv2d, OrthoFlow, swap_activations
+
+VARIANTS = ["ortho", "ortho+act", "ortho+act+prune", "act", "prune", "finetune-only"]
+
+
+def _info(name: str) -> ModelInfo:
+    return ModelInfo(name=name, lower_better=False, score_range=(0.0, 1.0), kind="learned", differentiable=True)
+
+
+class FunctionalNet(nn.Module):
+    """Like pyiqa's CNNIQA: functional ReLUs, max-min pooling, dropout."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 6, 3)
+        self.fc1 = nn.Linear(12, 16)
+        self.fc2 = nn.Linear(16, 1)
+        self.dropout = nn.Dropout()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(x)
+        h = torch.cat((h.amax((2, 3)), h.amin((2, 3))), 1)
+        h = self.dropout(F.relu(self.fc1(h)))
+        return self.fc2(torch.relu(h))
+
+
+class TinyFunctional(IQAModel):
+    info = _info("tiny-functional")
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self.net = FunctionalNet()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+class TinyModules(IQAModel):
+    info = _info("tiny-modules")
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self.net = nn.Sequential(
+            nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1),
+        )
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x).flatten()
+
+
+class NoConv(IQAModel):
+    info = _info("no-conv")
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self.fc = nn.Linear(3, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean((2, 3))).flatten()
+
+
+def _model(cls: type[IQAModel], seed: int = 0) -> IQAModel:
+    torch.manual_seed(seed)
+    return cls().eval()
+
+
+def _ctx(n: int = 20, seed: int = 0) -> FitContext:
+    g = torch.Generator().manual_seed(123)
+    images = torch.rand(n, 3, 12, 12, generator=g)
+    split = IQASplit(images, torch.rand(n, generator=g), [f"i{i}" for i in range(n)], [f"r{i}" for i in range(n)])
+    return FitContext(train=split, targets=torch.rand(n, generator=g), seed=seed, device=torch.device("cpu"),
+                      log=lambda _: None)
+
+
+def _defense(name: str, **params) -> OrthoFlow:
+    return DEFENSES.get(name)(**params)
+
+
+# ----------------------------------------------------------------------------- Cayley block
+def test_cayley_preserves_norm_for_random_kernels():
+    torch.manual_seed(0)
+    layer = CayleyConv2d(5)
+    with torch.no_grad():
+        layer.weight.normal_()
+    for shape in [(4, 5, 8, 8), (3, 5, 7, 10)]:  # odd sizes too: the rfft half spectrum must be right
+        x = torch.randn(shape)
+        ratio = layer(x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
+        assert torch.allclose(ratio, torch.ones_like(ratio), atol=1e-4)
+
+
+def test_cayley_jacobian_is_orthogonal():
+    torch.manual_seed(1)
+    layer = CayleyConv2d(3).double()
+    with torch.no_grad():
+        layer.weight.normal_()
+    x = torch.randn(1, 3, 6, 6, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(layer, x).reshape(108, 108)
+    sv = torch.linalg.svdvals(jac)
+    assert abs(sv.max().item() - 1) < 1e-6 and abs(sv.min().item() - 1) < 1e-6
+    assert not torch.allclose(layer(x), x)  # a real rotation, not the identity
+
+
+def test_cayley_starts_as_identity():
+    x = torch.randn(2, 4, 9, 6)
+    assert torch.allclose(CayleyConv2d(4)(x), x, atol=1e-6)
+
+
+# ----------------------------------------------------------------------------- transform
+def test_variants_registered_with_metadata():
+    for name in VARIANTS:
+        cls = DEFENSES.get(name)
+        assert cls.info.kind == "architectural" and cls.info.differentiable and not cls.info.randomized
+        assert "2506.04951" in cls.info.reference and cls.trains()
+    assert _defense("ortho+act+prune").params["prune"] == "l1-unstructured"
+    assert _defense("finetune-only").params["insert"] == "none"
+
+
+@pytest.mark.parametrize("insert", ["first", "all"])
+@pytest.mark.parametrize("cls", [TinyFunctional, TinyModules])
+def test_insertion_keeps_scores_and_base_model(cls, insert):
+    base = _model(cls)
+    before = {k: v.clone() for k, v in base.state_dict().items()}
+    out = _defense("ortho", insert=insert).transform(base)
+    n_conv = sum(isinstance(m, nn.Conv2d) for m in base.modules())
+    n_cayley = sum(isinstance(m, CayleyConv2d) for m in out.modules())
+    assert n_cayley == (1 if insert == "first" else n_conv)
+    x = torch.rand(3, 3, 12, 12)
+    assert torch.allclose(out(x), base(x), atol=1e-6)
+    assert all(torch.equal(before[k], v) for k, v in base.state_dict().items())  # base untouched
+
+
+def test_activation_swap_functional_and_modules():
+    base = _model(TinyFunctional)
+    out = _defense("act").transform(base)
+    assert out.orthoflow_report["activation_swaps"]["functional"] == 2
+    code = out.net.code
+    assert "relu" not in code and code.count("functional.silu(") == 2
+    x = torch.rand(4, 3, 12, 12)
+    assert not torch.allclose(out(x), base(x))
+
+    mods = _model(TinyModules)
+    out = _defense("act", activation="gelu").transform(mods)
+    assert out.orthoflow_report["activation_swaps"] == {"modules": 2, "functional": 0, "untraced": []}
+    assert sum(isinstance(m, nn.GELU) for m in out.modules()) == 2
+    assert not any(isinstance(m, nn.ReLU) for m in out.modules())
+
+
+def test_activation_swap_changes_negative_preactivations():
+    class Calls(nn.Module):
+        def forward(self, x):
+            return F.relu(x) + torch.relu(x) + x.relu()
+
+    holder = nn.Module()
+    holder.f, holder.m = Calls(), nn.ReLU()
+    report = swap_activations(holder, "silu")
+    assert (report["functional"], report["modules"]) == (3, 1)
+    x = torch.tensor([-1.0, 2.0])
+    assert torch.allclose(holder.f(x), 3 * F.silu(x)) and holder.f(x)[0] < 0
+    assert holder.m(x)[0] < 0
+
+
+def test_not_applicable_without_conv():
+    with pytest.raises(NotApplicable, match="needs a model with Conv2d layers; no-conv has none"):
+        _defense("ortho").transform(_model(NoConv))
+    _defense("finetune-only").transform(_model(NoConv))  # the control needs no conv
+
+
+# ----------------------------------------------------------------------------- fit
+def test_fit_prunes_and_keeps_state_dict_keys():
+    d = _defense("ortho+act+prune")
+    model = d.transform(_model(TinyFunctional))
+    keys = list(model.state_dict())
+    ctx = _ctx()
+    d.fit(model, ctx)
+    assert list(model.state_dict()) == keys
+    assert not model.training
+    weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
+    zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
+    assert 0.09 <= zeros <= 0.11 and ctx.record["pruned_fraction"] == pytest.approx(zeros)
+    assert ctx.record["epochs"] == 3 and ctx.record["activation_swaps"]["functional"] == 2
+    # What the runner does: reload the cached state_dict into a fresh transform.
+    fresh = d.transform(_model(TinyFunctional))
+    fresh.load_state_dict(model.state_dict(), strict=True)
+
+
+def test_structured_pruning_zeroes_filters():
+    d = _defense("prune", prune="l2-structured", amount=0.25, epochs=1)  # 1 of 4 filters a layer
+    model = d.transform(_model(TinyModules))
+    keys = list(model.state_dict())
+    d.fit(model, _ctx())
+    assert list(model.state_dict()) == keys
+    for conv in (model.net[0], model.net[3]):
+        assert int((conv.weight.flatten(1).abs().sum(1) == 0).sum()) == 1
+
+
+def test_fit_is_deterministic_and_changes_weights():
+    def run(seed: int) -> dict[str, torch.Tensor]:
+        d = _defense("ortho+act+prune")
+        model = d.transform(_model(TinyModules))
+        d.fit(model, _ctx(seed=seed))
+        return model.state_dict()
+
+    a, b, c = run(0), run(0), run(1)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert any(not torch.equal(a[k], c[k]) for k in a)
+    assert a["net.0.1.weight"].abs().sum() > 0  # the orthogonal block (V, zero at start) was trained
+
+
+def test_fit_raises_on_nan_loss():
+    d = _defense("finetune-only")
+    model = d.transform(_model(TinyFunctional))
+    with torch.no_grad():
+        model.net.fc2.bias.fill_(float("nan"))
+    with pytest.raises(RuntimeError, match="fine-tune diverged"):
+        d.fit(model, _ctx())
+    assert not model.training
+
+
+def test_zero_swaps_are_reported():
+    class GeluNet(IQAModel):
+        info = _info("gelu-net")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1))
+
+        def forward(self, x):
+            return self.net(x).flatten()
+
+    d = _defense("act", epochs=1)
+    model = d.transform(_model(GeluNet))
+    ctx = _ctx()
+    d.fit(model, ctx)
+    assert ctx.record["activation_swaps"] == {"modules": 0, "functional": 0}
+    assert any("changed nothing" in n for n in ctx.record["notes"])
+
+
+def test_bad_params_refused():
+    with pytest.raises(ValueError, match="lr"):
+        _defense("ortho", lr=1e-2)
+    with pytest.raises(ValueError, match="activation"):
+        _defense("ortho+act", activation="tanh")

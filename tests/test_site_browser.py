@@ -1,0 +1,130 @@
+"""The leaderboard in a real browser (Debian's chromium through playwright), from file://.
+
+Skipped where playwright or chromium is missing, except under CI (env CI set), which
+installs both and must not silently skip.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+from urllib.parse import unquote, urlparse
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_site import HOSTILE, build_store, small_records
+
+from bench.leaderboard import render_site
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).parent / "artifacts"
+ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu",
+        "--no-first-run", "--disable-component-update", "--disable-sync"]
+
+
+def _need(ok: bool, reason: str) -> None:
+    if not ok:
+        if os.environ.get("CI"):
+            pytest.fail(f"{reason} (required under CI)")
+        pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        sync_playwright = None  # type: ignore[assignment]
+    _need(sync_playwright is not None, "playwright is not installed (pip install playwright)")
+    _need(Path(CHROMIUM).exists(), f"{CHROMIUM} is missing (apt-get install -y chromium)")
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=ARGS)
+        yield b
+        b.close()
+
+
+def expect(locator):
+    from playwright.sync_api import expect as _expect
+
+    return _expect(locator)
+
+
+def column(page, table: str, col: str) -> list[str]:
+    """Visible texts of one column, found by its data-col header."""
+    return page.evaluate(
+        """([table, col]) => {
+            const t = document.getElementById(table);
+            const i = Array.from(t.tHead.rows[0].cells).findIndex((th) => th.dataset.col === col);
+            return Array.from(t.tBodies[0].rows).filter((r) => !r.hidden).map((r) => r.cells[i].textContent);
+        }""",
+        [table, col],
+    )
+
+
+def test_site_in_browser(browser, tmp_path: Path) -> None:
+    index = render_site(build_store(tmp_path / "results", small_records()), tmp_path / "site")
+    page = browser.new_page(viewport={"width": 1600, "height": 1000})
+    errors: list[str] = []
+    foreign: list[str] = []
+    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(str(e)))
+    page.on("request", lambda r: foreign.append(r.url) if not r.url.startswith("file://") else None)
+    page.goto(index.as_uri())
+    page.wait_for_selector("#cells tbody tr")
+
+    n = len(small_records())
+    assert len(column(page, "cells", "model")) == n
+
+    # Clicking a header sorts numerically, ascending then descending; aria-sort follows.
+    header = page.locator('#cells th[data-col="abs_gain"]')
+    header.locator("button").click()
+    assert header.get_attribute("aria-sort") == "ascending"
+    gains = [float(v) for v in column(page, "cells", "abs_gain") if v != "\u2013"]
+    assert gains == sorted(gains) and gains[0] < gains[-1]
+    assert column(page, "cells", "abs_gain")[-1] == "\u2013"  # missing values last
+    header.locator("button").click()
+    assert header.get_attribute("aria-sort") == "descending"
+    gains = [float(v) for v in column(page, "cells", "abs_gain") if v != "\u2013"]
+    assert gains == sorted(gains, reverse=True)
+
+    # Keyboard: focus a header and press Enter; eps sorts as numbers (2 < 16), not text.
+    eps_button = page.locator('#cells th[data-col="eps"] button')
+    eps_button.focus()
+    page.keyboard.press("Enter")
+    eps = [float(v) for v in column(page, "cells", "eps")]
+    assert eps == sorted(eps) and 16.0 in eps
+    page.keyboard.press("Space")
+    assert page.locator('#cells th[data-col="eps"]').get_attribute("aria-sort") == "descending"
+
+    # Filters hide rows in every table that has the column.
+    page.select_option('select[data-filter="model"]', "dbcnn")
+    assert set(column(page, "cells", "model")) == {"dbcnn"}
+    assert 0 < len(column(page, "cells", "model")) < n
+    assert set(column(page, "summary-table", "model")) == {"dbcnn"}
+    page.select_option('select[data-filter="eps"]', "16")
+    assert column(page, "cells", "eps") == ["16"]
+    page.click("button[type=reset]")
+    expect(page.locator("#cells tbody tr:not([hidden])")).to_have_count(n)  # no eval: the page's CSP forbids it
+
+    # The hostile name is shown as text, and never ran.
+    assert page.locator("#cells td", has_text=HOSTILE).count() == 1
+    assert page.locator("#summary-table td", has_text=HOSTILE).count() == 1
+    assert page.evaluate("document.querySelectorAll('script').length") == 2
+
+    # Every local link and source resolves to a file in the site.
+    links = page.evaluate(
+        "Array.from(document.querySelectorAll('[href],[src]'), (e) => e.href || e.src)")
+    assert links
+    for url in links:
+        parsed = urlparse(url)
+        assert parsed.scheme == "file", url
+        assert Path(unquote(parsed.path)).is_file(), url
+
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.evaluate("window.scrollTo(0, 0)")  # the sticky filter bar would otherwise cover the plot
+    page.screenshot(path=str(ARTIFACTS / "site.png"), full_page=True)
+    assert not errors, errors
+    assert not foreign, foreign
+    page.close()
