@@ -22,7 +22,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 
 from bench.api import ATTACKS, DATASETS, DEFENSES, MODELS
-from bench.registry import Registry
+from bench.registry import PLUGIN_FILE_PREFIX, Registry
 
 BUILTIN_PACKAGES = {
     "bench.models": MODELS,
@@ -78,7 +78,7 @@ def load_plugin_file(path: str | Path) -> None:
         from bench.errors import BenchError
 
         raise BenchError(f"plugin file '{path}' does not exist; give the path of a .py file with --plugin")
-    name = f"bench_plugin_{p.stem}_{abs(hash(p)) % 10**8}"
+    name = f"{PLUGIN_FILE_PREFIX}{p.stem}_{abs(hash(p)) % 10**8}"
     spec = importlib.util.spec_from_file_location(name, p)
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)

@@ -8,10 +8,13 @@ naming a missing component can say which plugin is at fault.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Iterator
 from typing import Any, Generic, TypeVar
 
 from bench.errors import UnknownNameError
+
+PLUGIN_FILE_PREFIX = "bench_plugin_"
 
 T = TypeVar("T", bound=type)
 
@@ -37,7 +40,7 @@ class Registry(Generic[T]):
                 prev = self._origin.get(name, "?")
                 raise ValueError(f"{self.kind} '{name}' registered twice ({prev} and {c.__module__})")
             self._items[name] = c
-            self._origin[name] = origin or c.__module__
+            self._origin[name] = origin or _origin_of(c)
             return c
 
         return deco(cls) if cls is not None else deco
@@ -67,6 +70,14 @@ class Registry(Generic[T]):
     def create(self, name: str, **params: Any) -> Any:
         cls = self.get(name)
         return cls(**check_params(self.kind, name, getattr(cls, "defaults", {}), params))
+
+
+def _origin_of(cls: type) -> str:
+    """Module name, or the file for plugins loaded with --plugin FILE."""
+    module = sys.modules.get(cls.__module__)
+    if cls.__module__.startswith(PLUGIN_FILE_PREFIX) and module is not None:
+        return getattr(module, "__file__", cls.__module__)
+    return cls.__module__
 
 
 def check_params(kind: str, name: str, defaults: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:

@@ -1,0 +1,106 @@
+"""Models score as the originals do, through the code path that `bench score` uses."""
+
+from __future__ import annotations
+
+import pickle
+from pathlib import Path
+
+import pytest
+import torch
+
+from bench.api import create_model
+from bench.cli import main
+from bench.errors import CheckpointError, WeightsMissingError
+from bench.images import load_image
+from bench.weights import load_into, read_state_dict
+
+CALIBRA = Path(__import__("pyiqa").__file__).resolve().parent.parent / "ResultsCalibra" / "dist_dir"
+FILES = [CALIBRA / f"{n}.bmp" for n in ("I03", "I04", "I06", "I08", "I19")]
+PIQE_MATLAB = [100.00, 21.62, 35.86, 41.15, 76.95]  # MATLAB piqe() on these TID2013 images
+
+
+def test_piqe_matches_official_matlab_values(capsys):
+    assert main(["score", "--model", "piqe", *map(str, FILES)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert [line.rsplit(",", 1)[0] for line in lines] == [str(f) for f in FILES]
+    got = [float(line.rsplit(",", 1)[1]) for line in lines]
+    assert got == pytest.approx(PIQE_MATLAB, rel=1e-2)
+
+
+def test_piqe_gradient_needs_its_declared_surrogate():
+    m = create_model("piqe")
+    x = load_image(FILES[1])[0][None, :, :96, :96].requires_grad_(True)
+    (g_plain,) = torch.autograd.grad(m(x).sum(), x)
+    assert not m.info.differentiable and g_plain.abs().sum() == 0  # why it declares a surrogate
+    (g,) = torch.autograd.grad(m.gradient_forward(x).sum(), x)
+    assert g.abs().sum() > 0
+    assert torch.equal(m.gradient_forward(x).detach(), m(x).detach())
+
+
+def test_learned_model_without_weights_says_what_is_missing(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    assert main(["score", "--model", "cnniqa", str(FILES[0])]) == 1
+    err = capsys.readouterr().err
+    assert "model 'cnniqa' has no weights here" in err and "pyiqa" in err and "bench train" in err
+    with pytest.raises(WeightsMissingError):
+        from bench.weights import resolve_weights
+
+        resolve_weights(create_model("cnniqa"), trained_path=tmp_path / "x.pt", train=None, log=print)
+
+
+def test_score_with_local_weights(tmp_path, capsys):
+    m = create_model("cnniqa").eval()
+    torch.save(m.state_dict(), tmp_path / "w.pt")
+    assert main(["score", "--model", "cnniqa", "--weights", str(tmp_path / "w.pt"), str(FILES[0])]) == 0
+    path, score = capsys.readouterr().out.strip().rsplit(",", 1)
+    assert path == str(FILES[0]) and float(score) == pytest.approx(float(m(load_image(FILES[0])[0][None]).detach()), rel=1e-4)
+
+
+class Evil:
+    def __reduce__(self):
+        return (Path.touch, (Path(EVIL_MARK),))
+
+
+EVIL_MARK = "/tmp/bench-evil-checkpoint-ran"
+
+
+def test_checkpoint_with_pickled_code_is_refused(tmp_path):
+    Path(EVIL_MARK).unlink(missing_ok=True)
+    p = tmp_path / "evil.pt"
+    with open(p, "wb") as f:
+        pickle.dump({"params": {"w": Evil()}}, f)
+    with pytest.raises(CheckpointError, match="refused.*never loaded"):
+        read_state_dict(p)
+    assert not Path(EVIL_MARK).exists()
+
+
+def test_checkpoint_that_does_not_fit_lists_keys(tmp_path):
+    m = create_model("cnniqa")
+    state = m.state_dict()
+    state["extra.weight"] = state.pop("net.fc3.weight")
+    torch.save(state, tmp_path / "w.pt")
+    with pytest.raises(CheckpointError, match=r"missing keys \['net.fc3.weight'\].*unexpected keys \['extra.weight'\]"):
+        load_into(m, tmp_path / "w.pt", "model 'cnniqa'")
+
+
+@pytest.mark.parametrize("mode", ["L", "P", "RGBA", "CMYK", "I;16"])
+def test_images_are_converted_to_rgb(tmp_path, mode):
+    from PIL import Image
+
+    src = Image.open(FILES[1]).convert("RGB").resize((32, 32))
+    img = src.convert(mode) if mode != "I;16" else Image.fromarray(
+        (torch.rand(32, 32).numpy() * 65535).astype("uint16"))
+    ext = "tiff" if mode == "CMYK" else "png"
+    img.save(tmp_path / f"x.{ext}")
+    x, conv = load_image(tmp_path / f"x.{ext}")
+    assert x.shape == (3, 32, 32) and 0 <= x.min() and x.max() <= 1 and conv == f"{mode}->RGB"
+
+
+def test_unreadable_image_is_skipped_with_a_warning(tmp_path, capsys):
+    bad = tmp_path / "bad.jpg"
+    bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
+    assert main(["score", "--model", "piqe", str(bad), str(FILES[1])]) == 1
+    out = capsys.readouterr()
+    assert "skipped: image" in out.err and str(bad) in out.err
+    assert out.out.startswith(str(FILES[1]))

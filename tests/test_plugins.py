@@ -1,0 +1,131 @@
+"""Plugins from the three places, and faults that stay inside their own cells."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.store import ResultsStore, records_frame
+
+ROOT = Path(__file__).resolve().parent.parent
+
+SMALL = """
+name = "small"
+seed = 0
+batch_size = 8
+[models]
+piqe = {{}}
+[defenses]
+none = {{}}
+{defenses}
+[attacks]
+fgsm = {{ eps = [4] }}
+[datasets]
+embedded = {{ size = 48, n_images = 6 }}
+"""
+
+
+def contributing_example() -> str:
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    return re.search(r"`my_blur/defense.py`:\n\n```python\n(.*?)```", text, re.S).group(1)
+
+
+def run_small(tmp_path: Path, defenses: str, plugins: list[Path]) -> tuple[int, list[dict]]:
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(SMALL.format(defenses=defenses))
+    args = ["run", "--matrix", str(matrix), "--results", str(tmp_path / "r"), "--no-site", "--no-progress"]
+    for p in plugins:
+        args += ["--plugin", str(p)]
+    code = main(args)
+    return code, list(ResultsStore(tmp_path / "r").records())
+
+
+def test_contributing_example_as_entry_point(tmp_path):
+    """The CONTRIBUTING.md example, installed the way pip installs an entry point."""
+    pkg = tmp_path / "site" / "my_blur"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "defense.py").write_text(contributing_example())
+    dist = tmp_path / "site" / "my_blur-0.1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-blur\nVersion: 0.1.0\n")
+    (dist / "entry_points.txt").write_text("[bench.defenses]\nmy-blur = my_blur.defense:GaussianBlur\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(ROOT)]))
+    out = subprocess.run([sys.executable, "-m", "bench", "list", "defenses"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert re.search(r"^my-blur\s+purification", out.stdout, re.M), out.stdout
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(SMALL.format(defenses='"my-blur" = { sigma = 1.5 }'))
+    out = subprocess.run([sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--results",
+                          str(tmp_path / "r"), "--no-site", "--no-progress"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    df = records_frame(list(ResultsStore(tmp_path / "r").records()))
+    assert set(df[df.defense == "my-blur"].status) == {"ok"}
+
+
+def test_single_file_plugin(tmp_path):
+    f = tmp_path / "blur.py"
+    f.write_text(contributing_example())
+    code, recs = run_small(tmp_path, '"my-blur" = {}', [f])
+    assert code == 0
+    assert {r["cell"]["defense"]: r["status"] for r in recs} == {"none": "ok", "my-blur": "ok"}
+
+
+FAULTY = '''
+import torch
+from bench.api import Defense, DefenseInfo, register_defense
+
+@register_defense
+class Raises(Defense):
+    info = DefenseInfo(name="raises", kind="purification")
+    def purify(self, x):
+        raise RuntimeError("boom in purify")
+
+@register_defense
+class GivesNaN(Defense):
+    info = DefenseInfo(name="gives-nan", kind="purification")
+    def purify(self, x):
+        return x * float("nan")
+'''
+
+
+def test_faulty_plugins_fail_only_their_own_cells(tmp_path):
+    f = tmp_path / "faulty.py"
+    f.write_text(FAULTY)
+    code, recs = run_small(tmp_path, "raises = {}\n\"gives-nan\" = {}", [f])
+    by = {r["cell"]["defense"]: r for r in recs}
+    assert code == 1
+    assert by["none"]["status"] == "ok"
+    assert by["raises"]["status"] == "error" and "defense 'raises'" in by["raises"]["message"]
+    assert "boom in purify" in by["raises"]["message"] and "faulty.py" in by["raises"]["message"]
+    assert by["gives-nan"]["status"] == "error" and "non-finite" in by["gives-nan"]["message"]
+
+
+def test_plugin_that_fails_to_import_fails_its_cells(tmp_path):
+    f = tmp_path / "broken.py"
+    f.write_text("import torch\nraise ImportError('needs a package that is not installed')\n")
+    code, recs = run_small(tmp_path, "mystery = {}", [f])
+    by = {r["cell"]["defense"]: r for r in recs}
+    assert code == 1 and by["none"]["status"] == "ok"
+    assert by["mystery"]["status"] == "error"
+    assert "broken.py" in by["mystery"]["message"] and "not installed" in by["mystery"]["message"]
+
+
+def test_missing_plugin_file_is_a_clear_error(tmp_path, capsys):
+    code, _ = run_small(tmp_path, "", [tmp_path / "nope.py"])
+    assert code == 1
+    assert "plugin file" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["models", "attacks", "defenses", "datasets", "matrices"])
+def test_list(kind, capsys):
+    assert main(["list", kind]) == 0
+    assert capsys.readouterr().out.strip()
