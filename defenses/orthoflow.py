@@ -20,13 +20,13 @@ contributes; `finetune-only` separates the effect of the extra training from the
 from __future__ import annotations
 
 import copy
+import functools
 import time
-from typing import Any
+from typing import Any, ClassVar
 
 import torch
-import torch.fx as fx
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor, fx, nn
 from torch.nn.utils import prune as torch_prune
 
 from bench.api import Defense, DefenseInfo, FitContext, IQAModel, NotApplicable, register_defense
@@ -62,26 +62,71 @@ class CayleyConv2d(nn.Module):
         self.channels, self.kernel_size = channels, kernel_size
         self.weight = nn.Parameter(torch.zeros(channels, channels, kernel_size, kernel_size))
         self.scale = nn.Parameter(torch.ones(()))
+        self._cache: tuple[tuple, tuple[Tensor, Tensor]] | None = None  # see _factorization
 
-    def skew_spectrum(self, h: int, w: int, dtype: torch.dtype) -> Tensor:
-        """A = V_f - V_f^H at each frequency of the half spectrum, (h, w // 2 + 1, C, C)."""
-        vf = torch.fft.rfft2(self.weight.to(dtype), s=(h, w)).permute(2, 3, 0, 1)
-        return vf - vf.conj().transpose(-2, -1)
+    def cayley_system(self, h: int, w: int, dtype: torch.dtype) -> Tensor:
+        """I + A, with A = V_f - V_f^H at each frequency of the half spectrum, (h, w // 2 + 1, C, C).
+
+        V_f is the DFT of the kernel zero-padded to h x w (what rfft2 with s=(h, w) gives;
+        a kernel larger than the grid wraps around). It is written as two real matmuls with
+        a k*k-term Fourier basis, and the skew-Hermitian part is taken on the small kernel
+        before them: Re A = DFT_cos(V - V^T), Im A = -DFT_sin(V + V^T), transposing the
+        channel axes. For a small kernel this is much cheaper than C*C padded FFTs,
+        forward and backward. The identity rides on tap (0, 0), whose basis is 1 + 0i.
+        """
+        c, k = self.channels, self.kernel_size
+        cos, sin = _fourier_basis(h, w, k, dtype, self.weight.device)  # (h * w', k * k)
+        v = self.weight.to(dtype)
+        skew, sym = v - v.transpose(0, 1), v + v.transpose(0, 1)
+        tap0 = torch.zeros(k, k, dtype=dtype, device=v.device)
+        tap0[0, 0] = 1
+        skew = skew + torch.eye(c, dtype=dtype, device=v.device)[:, :, None, None] * tap0
+        real = cos @ skew.reshape(c * c, k * k).T
+        imag = sin @ sym.reshape(c * c, k * k).T
+        return torch.complex(real, imag.neg_()).reshape(h, w // 2 + 1, c, c)
 
     def forward(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
         dtype = torch.promote_types(x.dtype, torch.float32)  # FFTs of half tensors are limited
-        a = self.skew_spectrum(h, w, dtype)
-        eye = torch.eye(self.channels, dtype=a.dtype, device=a.device)
         xf = torch.fft.rfft2(x.to(dtype)).permute(2, 3, 1, 0)  # (h, w', C, B)
         # (I + A)^-1 (I - A) = 2 (I + A)^-1 - I: one solve against the input instead of
         # forming Q, several times cheaper (forward and backward) when B < C.
-        yf = 2 * torch.linalg.solve(eye + a, xf) - xf
-        y = torch.fft.irfft2(yf.permute(3, 2, 0, 1), s=(h, w))
+        if self.training:
+            sol = torch.linalg.solve(self.cayley_system(h, w, dtype), xf)
+        else:
+            sol = torch.linalg.lu_solve(*self._factorization(h, w, dtype), xf)
+        y = torch.fft.irfft2((2 * sol - xf).permute(3, 2, 0, 1), s=(h, w))
         return (self.scale * y).to(x.dtype)
+
+    def _factorization(self, h: int, w: int, dtype: torch.dtype) -> tuple[Tensor, Tensor]:
+        """LU of I + A, kept between eval-mode calls: an attack differentiates only with
+        respect to the input, and re-factorizing every step costs ~10x the solve. Hence V
+        gets no gradient in eval mode: train in train mode (fit does)."""
+        wt = self.weight
+        key = (h, w, dtype, wt.device, wt.data_ptr(), wt._version)
+        if self._cache is None or self._cache[0] != key:
+            with torch.no_grad():
+                self._cache = (key, torch.linalg.lu_factor(self.cayley_system(h, w, dtype)))
+        return self._cache[1]
+
+    def train(self, mode: bool = True) -> CayleyConv2d:
+        self._cache = None
+        return super().train(mode)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, kernel_size={self.kernel_size}"
+
+
+@functools.lru_cache(maxsize=16)
+def _fourier_basis(h: int, w: int, k: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
+    """cos and sin of 2 pi (f_h p / h + f_w q / w) for the half spectrum (f_h, f_w) and the
+    kernel taps (p, q): the real and (minus) imaginary parts of the DFT as a matrix."""
+    fh = torch.arange(h, dtype=torch.float64).reshape(h, 1, 1, 1) / h
+    fw = torch.arange(w // 2 + 1, dtype=torch.float64).reshape(1, -1, 1, 1) / w
+    taps = torch.arange(k, dtype=torch.float64)
+    phase = 2 * torch.pi * (fh * taps.reshape(1, 1, k, 1) + fw * taps.reshape(1, 1, 1, k))
+    phase = phase.reshape(h * (w // 2 + 1), k * k)
+    return phase.cos().to(device, dtype), phase.sin().to(device, dtype)
 
 
 # ----------------------------------------------------------------------------- graph surgery
@@ -179,10 +224,11 @@ def _apply_pruning(model: nn.Module, method: str, amount: float) -> list[tuple[n
     pruned = [(m, list(m._parameters)) for m in model.modules() if isinstance(m, kinds)]
     if method == "l1-unstructured":
         targets = [(m, "weight") for m, _ in pruned]
-        torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured, amount=amount)
+        # float(): an int amount would mean a number of weights to torch's pruning
+        torch_prune.global_unstructured(targets, pruning_method=torch_prune.L1Unstructured, amount=float(amount))
     else:  # l2-structured: whole filters, layer by layer
         for m, _ in pruned:
-            torch_prune.ln_structured(m, "weight", amount=amount, n=2, dim=0)
+            torch_prune.ln_structured(m, "weight", amount=float(amount), n=2, dim=0)
     return pruned
 
 
@@ -220,8 +266,12 @@ _CHOICES = {
 
 def _info(name: str, description: str) -> DefenseInfo:
     return DefenseInfo(
-        name=name, kind="architectural", randomized=False, differentiable=True,
-        reference=PAPER, description=description,
+        name=name,
+        kind="architectural",
+        randomized=False,
+        differentiable=True,
+        reference=PAPER,
+        description=description,
     )
 
 
@@ -234,7 +284,7 @@ class OrthoFlow(Defense):
         "Robustness as architecture (full method): Cayley orthogonal conv after the first conv, "
         "ReLU->SiLU, 10% global L1 pruning, then fine-tuning (Adam 1e-4, 3 epochs).",
     )
-    defaults = dict(BASE_DEFAULTS)
+    defaults: ClassVar[dict[str, Any]] = dict(BASE_DEFAULTS)
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -293,9 +343,9 @@ class OrthoFlow(Defense):
             rec["pruned_fraction"] = zeros / sum(m.weight.numel() for m, _ in pruned)
         rec["fit_seconds"] = round(time.perf_counter() - started, 2)
 
-    @staticmethod
-    def _record_transform(model: nn.Module, rec: dict[str, Any]) -> None:
+    def _record_transform(self, model: nn.Module, rec: dict[str, Any]) -> None:
         report = getattr(model, "orthoflow_report", {})
+        rec.update(insert=self.params["insert"], activation=self.params["activation"])
         notes = rec.setdefault("notes", [])
         if "orthogonal_after" in report:
             rec["orthogonal_after"] = report["orthogonal_after"]
@@ -310,6 +360,8 @@ class OrthoFlow(Defense):
             del rec["notes"]
 
     def _finetune(self, model: nn.Module, ctx: FitContext) -> None:
+        """Every parameter is trained, frozen ones included (their flags are restored after):
+        the method fine-tunes the whole changed network, not only the new blocks."""
         p = self.params
         images, y_all = ctx.train.images, ctx.targets.reshape(-1)
         if len(images) == 0 or len(images) != len(y_all):
@@ -321,8 +373,8 @@ class OrthoFlow(Defense):
             t.requires_grad_(True)
         bs, n = p["batch_size"], len(images)
         ends = list(range(bs, n, bs)) + [n]
-        if n - (ends[-2] if len(ends) > 1 else 0) == 1 and len(ends) > 1:
-            ends.pop(-2)  # no batch of one: BatchNorm in train mode refuses it
+        if len(ends) > 1 and ends[-1] - ends[-2] == 1:
+            del ends[-2]  # fold a last batch of one into the one before: BatchNorm in train mode refuses it
         losses: list[float] = []
         devices = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
         try:
@@ -354,8 +406,12 @@ class OrthoFlow(Defense):
                 t.requires_grad_(flag)
             model.eval()
         ctx.record.update(
-            epochs=p["epochs"], lr=p["lr"], loss=p["loss"], batch_size=bs,
-            final_loss=losses[-1] if losses else None, loss_per_epoch=losses,
+            epochs=p["epochs"],
+            lr=p["lr"],
+            loss=p["loss"],
+            batch_size=bs,
+            final_loss=losses[-1] if losses else None,
+            loss_per_epoch=losses,
         )
 
     def _train_mode(self, model: nn.Module) -> None:
@@ -375,25 +431,25 @@ _OFF_ORTHO = {"insert": "none"}
 @register_defense
 class Ortho(OrthoFlow):
     info = _info("ortho", "Ablation: only the Cayley orthogonal conv after the first conv, then fine-tuning.")
-    defaults = {**BASE_DEFAULTS, **_OFF_ACT, **_OFF_PRUNE}
+    defaults: ClassVar[dict[str, Any]] = {**BASE_DEFAULTS, **_OFF_ACT, **_OFF_PRUNE}
 
 
 @register_defense
 class OrthoAct(OrthoFlow):
     info = _info("ortho+act", "Ablation: Cayley orthogonal conv and ReLU->SiLU, no pruning, then fine-tuning.")
-    defaults = {**BASE_DEFAULTS, **_OFF_PRUNE}
+    defaults: ClassVar[dict[str, Any]] = {**BASE_DEFAULTS, **_OFF_PRUNE}
 
 
 @register_defense
 class ActOnly(OrthoFlow):
     info = _info("act", "Control: only ReLU->SiLU (modules and functional calls), then fine-tuning.")
-    defaults = {**BASE_DEFAULTS, **_OFF_ORTHO, **_OFF_PRUNE}
+    defaults: ClassVar[dict[str, Any]] = {**BASE_DEFAULTS, **_OFF_ORTHO, **_OFF_PRUNE}
 
 
 @register_defense
 class PruneOnly(OrthoFlow):
     info = _info("prune", "Control: only 10% global L1 pruning of conv/linear weights, then fine-tuning.")
-    defaults = {**BASE_DEFAULTS, **_OFF_ORTHO, **_OFF_ACT}
+    defaults: ClassVar[dict[str, Any]] = {**BASE_DEFAULTS, **_OFF_ORTHO, **_OFF_ACT}
 
 
 @register_defense
@@ -402,4 +458,4 @@ class FinetuneOnly(OrthoFlow):
         "finetune-only",
         "Control: the same fine-tuning with no architectural change, to separate training from design.",
     )
-    defaults = {**BASE_DEFAULTS, **_OFF_ORTHO, **_OFF_ACT, **_OFF_PRUNE}
+    defaults: ClassVar[dict[str, Any]] = {**BASE_DEFAULTS, **_OFF_ORTHO, **_OFF_ACT, **_OFF_PRUNE}

@@ -53,8 +53,14 @@ class TinyModules(IQAModel):
     def __init__(self, **params) -> None:
         super().__init__(**params)
         self.net = nn.Sequential(
-            nn.Conv2d(3, 4, 3, padding=1), nn.BatchNorm2d(4), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(),
-            nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1),
+            nn.Conv2d(3, 4, 3, padding=1),
+            nn.BatchNorm2d(4),
+            nn.ReLU(),
+            nn.Conv2d(4, 4, 3),
+            nn.ReLU(),
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Linear(4, 1),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -81,8 +87,9 @@ def _ctx(n: int = 20, seed: int = 0) -> FitContext:
     g = torch.Generator().manual_seed(123)
     images = torch.rand(n, 3, 12, 12, generator=g)
     split = IQASplit(images, torch.rand(n, generator=g), [f"i{i}" for i in range(n)], [f"r{i}" for i in range(n)])
-    return FitContext(train=split, targets=torch.rand(n, generator=g), seed=seed, device=torch.device("cpu"),
-                      log=lambda _: None)
+    return FitContext(
+        train=split, targets=torch.rand(n, generator=g), seed=seed, device=torch.device("cpu"), log=lambda _: None
+    )
 
 
 def _defense(name: str, **params) -> OrthoFlow:
@@ -116,6 +123,27 @@ def test_cayley_jacobian_is_orthogonal():
 def test_cayley_starts_as_identity():
     x = torch.randn(2, 4, 9, 6)
     assert torch.allclose(CayleyConv2d(4)(x), x, atol=1e-6)
+
+
+def test_cayley_eval_path_matches_and_follows_weight_changes():
+    """Eval mode reuses one LU factorization (for attacks); it must give the same map,
+    pass input gradients, and notice when V changes (e.g. load_state_dict)."""
+    torch.manual_seed(2)
+    layer = CayleyConv2d(4)
+    with torch.no_grad():
+        layer.weight.normal_()
+    x = torch.randn(2, 4, 7, 8, requires_grad=True)
+    y_train = layer(x)
+    layer.eval()
+    y_eval = layer(x)
+    assert torch.allclose(y_eval, y_train, atol=1e-5)
+    (g,) = torch.autograd.grad(y_eval.square().sum(), x)
+    assert torch.allclose(g, 2 * x, atol=1e-4)  # orthogonal: grad of |Qx|^2 is 2x
+    with torch.no_grad():
+        layer.weight.normal_()  # still in eval mode: the cached factorization is now stale
+    y_eval_new = layer(x)
+    layer.train()
+    assert torch.allclose(y_eval_new, layer(x), atol=1e-5) and not torch.allclose(y_eval_new, y_train, atol=1e-3)
 
 
 # ----------------------------------------------------------------------------- transform
@@ -235,7 +263,9 @@ def test_zero_swaps_are_reported():
 
         def __init__(self) -> None:
             super().__init__()
-            self.net = nn.Sequential(nn.Conv2d(3, 2, 3), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1))
+            self.net = nn.Sequential(
+                nn.Conv2d(3, 2, 3), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1)
+            )
 
         def forward(self, x):
             return self.net(x).flatten()
