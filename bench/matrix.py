@@ -97,7 +97,6 @@ class Matrix:
                 for d in self.defenses:
                     for a, eps_list in self.attacks:
                         for eps in eps_list:
-                            c = Cell(m, d, a, eps, ds, self.seed, self.eot_samples)
                             key = digest({
                                 "model": m.ident(), "defense": d.ident(), "attack": a.ident(), "eps": eps,
                                 "dataset": ds.ident(), "seed": self.seed, "eot": self.eot_samples,

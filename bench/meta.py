@@ -13,8 +13,20 @@ from typing import Any, Literal
 DEFENSE_KINDS = ("none", "architectural", "training", "purification", "certified")
 
 
+@dataclass(frozen=True, kw_only=True)
+class _Info:
+    """What every component declares besides its own fields (always given by keyword)."""
+
+    reference: str = ""  # the paper's link
+    description: str = ""
+    version: str = "1"  # bump when what the code computes changes: it is part of every cell key
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
 @dataclass(frozen=True)
-class ModelInfo:
+class ModelInfo(_Info):
     name: str
     lower_better: bool
     score_range: tuple[float, float]
@@ -26,16 +38,10 @@ class ModelInfo:
     input_size: tuple[int, int] | None = None  # (H, W) it is designed for; None: any
     min_size: int = 1  # smallest side it accepts
     weights: str = "none needed"  # where the parameters come from
-    reference: str = ""
-    description: str = ""
-    version: str = "1"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
-class DefenseInfo:
+class DefenseInfo(_Info):
     name: str
     kind: Literal["none", "architectural", "training", "purification", "certified"]
     randomized: bool = False
@@ -43,9 +49,6 @@ class DefenseInfo:
     # Used on the backward pass when `differentiable` is False (BPDA): "identity" or
     # the name of what `Defense.surrogate` computes.
     surrogate: str | None = None
-    reference: str = ""
-    description: str = ""
-    version: str = "1"
 
     def __post_init__(self) -> None:
         if self.kind not in DEFENSE_KINDS:
@@ -56,35 +59,20 @@ class DefenseInfo:
                 "(e.g. 'identity') so that it can be attacked with BPDA"
             )
 
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass(frozen=True)
-class AttackInfo:
+class AttackInfo(_Info):
     name: str
     norm: Literal["Linf", "L2"] = "Linf"
     budget_unit: str = "1/255"  # eps in the matrix is in these units, on [0, 1] images
     needs_gradients: bool = True
-    reference: str = ""
-    description: str = ""
-    version: str = "1"
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass(frozen=True)
-class DatasetInfo:
+class DatasetInfo(_Info):
     name: str
     mode: Literal["NR", "FR"] = "NR"
     mos_name: str = "MOS"  # "pseudo-MOS" where no humans rated the images
     mos_range: tuple[float, float] = (0.0, 1.0)
     mos_lower_better: bool = False
-    reference: str = ""
-    description: str = ""
-    version: str = "1"
     extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)

@@ -9,7 +9,7 @@ naming a missing component can say which plugin is at fault.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 from bench.errors import UnknownNameError
@@ -110,5 +110,3 @@ def _same_type(default: Any, value: Any) -> bool:
         return isinstance(value, (list, tuple))
     return isinstance(value, type(default))
 
-
-Factory = Callable[..., Any]
