@@ -86,7 +86,9 @@ class Runner:
 
     def _pretrain(self, cells: list[Cell]) -> None:
         """Train missing base models before workers start, so no two train the same one."""
-        for m, ds in {(c.model, c.dataset): None for c in cells if c.model.name not in self.matrix.broken}:
+        pairs = {(repr(c.model), repr(c.dataset)): (c.model, c.dataset) for c in cells
+                 if c.model.name not in self.matrix.broken and c.dataset.name not in self.matrix.broken}
+        for m, ds in pairs.values():
             try:
                 self.bench.base_model(m, ds)
             except Exception:
