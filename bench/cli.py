@@ -113,7 +113,7 @@ def describe(kind: str, cls: type) -> str:
             present = cls.pretrained_weights() or next(iter((cache_dir() / "models").glob(f"{i.name}-*.json")), None)
             where += f" [{'present: ' + str(present) if present else 'not present: run `bench train`'}]"
         lo, hi = i.score_range
-        return (f"{i.name:14s} {'lower' if i.lower_better else 'higher'} is better, range [{lo:g}, {hi:g}], "
+        return (f"{i.name:20s} {'lower' if i.lower_better else 'higher'} is better, range [{lo:g}, {hi:g}], "
                 f"{i.kind}, {grad}; weights: {where}")
     if kind == "defenses":
         grad = "differentiable" if i.differentiable else f"BPDA via {i.surrogate}"

@@ -28,7 +28,7 @@ class CNNIQA(IQAModel):
         reference="https://doi.org/10.1109/CVPR.2014.224",
         description="CNNIQA: one 7x7 conv layer (50 kernels), max-min pooling, two 800-unit FC layers.",
     )
-    defaults = {"weights": "", "epochs": 40, "lr": 1e-3, "batch_size": 32}
+    defaults = {"weights": "", "epochs": 20, "lr": 2e-3, "batch_size": 32}
 
     def __init__(self, **params) -> None:
         super().__init__(**params)

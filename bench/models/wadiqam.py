@@ -1,0 +1,104 @@
+"""WaDIQaM-NR (Bosse et al., IEEE TIP 2018) in pyiqa's architecture: a 10-layer VGG-style
+network scores 32x32 patches and a second head weights them (weighted average patch
+aggregation). Published KonIQ-10k weights where pyiqa's cache has them, else trained here
+by `bench train` / `bench run`, and labelled so."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from bench.api import FitContext, IQAModel, ModelInfo, register_model
+
+PUBLISHED_FILE = "WaDIQaM-NR-koniq-aaffea29.pth"
+PATCH = 32  # fixed by the network design (five 2x2 max-pools down to 1x1)
+
+
+@register_model
+class WaDIQaMNR(IQAModel):
+    info = ModelInfo(
+        name="wadiqam_nr",
+        lower_better=False,
+        # pyiqa's default_model_configs: '~-1, ~0.1' for the published KonIQ weights. A model
+        # trained here is fitted to MOS mapped linearly onto this same range.
+        score_range=(-1.0, 0.1),
+        kind="learned",
+        differentiable=True,
+        min_size=PATCH + 1,  # pyiqa's test-time patching needs a side > 32
+        weights=f"pyiqa cache ({PUBLISHED_FILE}), or --weights PATH, or trained here with `bench train`",
+        reference="https://doi.org/10.1109/TIP.2017.2760518",
+        description=(
+            "WaDIQaM-NR: VGG-style 10-conv feature net on 32x32 patches, patch quality and patch "
+            "weight heads, weighted-average aggregation. The whole image is scored the way pyiqa "
+            "infers: non-overlapping 32x32 patches from the top-left (pyiqa's range(0, H-32, 32) "
+            "grid, so a 96x96 image gives 2x2 patches)."
+        ),
+    )
+    defaults = {"weights": "", "epochs": 6, "lr": 1e-4, "batch_size": 16, "train_patches": 8}
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        from pyiqa.archs.wadiqam_arch import WaDIQaM as Net
+
+        # pretrained=False and no pretrained_model_path: nothing is downloaded or loaded.
+        self.net = Net(metric_type="NR", pretrained=False, pretrained_model_path=None)
+
+    def _aggregate(self, patches: Tensor, b: int) -> Tensor:
+        """(B*P, 3, 32, 32) patches, image-major -> (B,) weighted-average scores."""
+        feat = self.net.features(patches).reshape(b, -1, 512)
+        q = self.net.fc_q(feat)
+        w = self.net.fc_w(feat) + self.net.eps
+        return (torch.sum(q * w, dim=1) / torch.sum(w, dim=1)).reshape(-1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        if min(h, w) <= PATCH:
+            raise ValueError(f"wadiqam_nr needs images larger than {PATCH}x{PATCH}, got {h}x{w}")
+        # Same grid as pyiqa's _get_nonoverlap_patches (used at inference), always, so the
+        # score is deterministic whatever the module's mode.
+        patches = [x[:, :, i : i + PATCH, j : j + PATCH] for i in range(0, h - PATCH, PATCH)
+                   for j in range(0, w - PATCH, PATCH)]
+        return self._aggregate(torch.stack(patches, dim=1).reshape(-1, c, PATCH, PATCH), b)
+
+    @classmethod
+    def pretrained_weights(cls) -> str | None:
+        p = Path(torch.hub.get_dir()) / "pyiqa" / PUBLISHED_FILE
+        return str(p) if p.is_file() else None
+
+    def _random_patches(self, x: Tensor, n: int, g: torch.Generator) -> Tensor:
+        b, c, h, w = x.shape
+        ii = torch.randint(0, h - PATCH + 1, (b, n), generator=g)
+        jj = torch.randint(0, w - PATCH + 1, (b, n), generator=g)
+        out = [x[k, :, i : i + PATCH, j : j + PATCH] for k in range(b)
+               for i, j in zip(ii[k].tolist(), jj[k].tolist(), strict=True)]
+        return torch.stack(out)
+
+    def fit(self, ctx: FitContext) -> None:
+        """Adam on the L1 loss between the image target and the weighted average of its
+        random 32x32 patches, as in the paper and pyiqa's training (fewer patches per image
+        and epochs here, for CPU time)."""
+        g = torch.Generator().manual_seed(ctx.seed)
+        opt = torch.optim.Adam(self.parameters(), lr=self.params["lr"])
+        x_all, y_all = ctx.train.images, ctx.targets
+        bs, n = self.params["batch_size"], self.params["train_patches"]
+        self.train()
+        for epoch in range(self.params["epochs"]):
+            order = torch.randperm(len(x_all), generator=g)
+            total = 0.0
+            for i in range(0, len(order), bs):
+                idx = order[i : i + bs]
+                patches = self._random_patches(x_all[idx], n, g).to(ctx.device)
+                loss = F.l1_loss(self._aggregate(patches, len(idx)), y_all[idx].to(ctx.device))
+                if not torch.isfinite(loss):
+                    raise RuntimeError(f"wadiqam_nr training diverged (loss {loss.item()}) at epoch {epoch}")
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                total += loss.item() * len(idx)
+            ctx.record["final_train_l1"] = total / len(x_all)
+            ctx.log(f"wadiqam_nr epoch {epoch + 1}/{self.params['epochs']}: train L1 {total / len(x_all):.4f}")
+        ctx.record["epochs"] = self.params["epochs"]
+        self.eval()
