@@ -46,6 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--model", required=True)
     sp.add_argument("--weights", help="local checkpoint for a learned model")
     sp.add_argument("--device", default="cpu")
+    sp.add_argument("--dataset", default="embedded",
+                    help="for a model trained here: the dataset it was trained on (default embedded)")
     sp.add_argument("files", nargs="+")
     plugin_arg(sp)
 
@@ -186,7 +188,7 @@ def cmd_site(args: argparse.Namespace) -> int:
 def cmd_score(args: argparse.Namespace) -> int:
     import torch
 
-    from bench.api import MODELS
+    from bench.api import DATASETS, MODELS
     from bench.images import ImageError, load_image
     from bench.matrix import Spec
     from bench.plugins import load_plugins
@@ -197,7 +199,9 @@ def cmd_score(args: argparse.Namespace) -> int:
     cls = MODELS.get(args.model)
     params = {"weights": args.weights} if args.weights else {}
     spec = Spec("model", args.model, check_params("model", args.model, cls.defaults, params), cls.info.version)
-    model, _ = Workbench(seed=0, device=args.device, allow_train=False).base_model(spec, None)
+    dcls = DATASETS.get(args.dataset)
+    trained_on = Spec("dataset", args.dataset, dict(dcls.defaults), dcls.info.version)
+    model, _ = Workbench(seed=0, device=args.device, allow_train=False).base_model(spec, trained_on)
     failed = 0
     for f in args.files:
         try:

@@ -65,6 +65,9 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 def load_into(module: nn.Module, path: str | Path, owner: str) -> None:
     state = read_state_dict(path)
     target = module.state_dict()
+    # Published files (pyiqa's) hold the bare network's keys; our wrappers keep it as `net`.
+    if target and all(k.startswith("net.") for k in target) and not any(k.startswith("net.") for k in state):
+        state = {f"net.{k}": v for k, v in state.items()}
     missing = [k for k in target if k not in state]
     unexpected = [k for k in state if k not in target]
     if missing or unexpected:
@@ -126,11 +129,15 @@ def resolve_weights(
         load_into(model, trained_path, f"model '{info.name}'")
         return {"source": "trained here", **record}
     if train is None:
+        from bench.api import IQAModel
+
+        fix = "pass --weights PATH (or a `weights` field in the matrix)"
+        if type(model).fit is not IQAModel.fit:
+            fix = f"copy the published file into pyiqa's cache, {fix}, or train it with " \
+                  f"`python -m bench train --model {info.name} --dataset embedded`"
         raise WeightsMissingError(
             f"model '{info.name}' has no weights here: looked for a --weights PATH, pyiqa's cache "
-            f"({Path(torch.hub.get_dir()) / 'pyiqa'}) and a checkpoint trained here ({trained_path}). "
-            f"Copy the published file into pyiqa's cache, pass --weights PATH, or train it with "
-            f"`python -m bench train --model {info.name} --dataset embedded`."
+            f"({Path(torch.hub.get_dir()) / 'pyiqa'}) and a checkpoint trained here ({trained_path}); {fix}."
         )
     log(f"model '{info.name}': no published weights here; training it on the dataset's train split")
     record = train()

@@ -104,3 +104,13 @@ def test_unreadable_image_is_skipped_with_a_warning(tmp_path, capsys):
     out = capsys.readouterr()
     assert "skipped: image" in out.err and str(bad) in out.err
     assert out.out.startswith(str(FILES[1]))
+
+
+def test_published_checkpoint_layout_loads(tmp_path):
+    """pyiqa's published files hold the bare network under 'params' (no 'net.' prefix)."""
+    src = create_model("cnniqa").eval()
+    torch.save({"params": src.net.state_dict()}, tmp_path / "CNNIQA_koniq10k.pth")
+    dst = create_model("cnniqa").eval()
+    load_into(dst, tmp_path / "CNNIQA_koniq10k.pth", "model 'cnniqa'")
+    x = torch.rand(1, 3, 32, 32)
+    assert torch.equal(src(x), dst(x))

@@ -129,3 +129,30 @@ def test_missing_plugin_file_is_a_clear_error(tmp_path, capsys):
 def test_list(kind, capsys):
     assert main(["list", kind]) == 0
     assert capsys.readouterr().out.strip()
+
+
+def test_contributing_model_example_scores_a_third_party_checkpoint(tmp_path, capsys):
+    import torch
+
+    text = (ROOT / "CONTRIBUTING.md").read_text()
+    code = re.search(r"`my_model.py`:\n\n```python\n(.*?)```", text, re.S).group(1)
+    f = tmp_path / "my_model.py"
+    f.write_text(code)
+    from bench.plugins import load_plugin_file
+
+    load_plugin_file(f)
+    from bench.api import create_model
+
+    model = create_model("my-cnn").eval()
+    torch.save(model.state_dict(), tmp_path / "my_cnn.pt")
+    img = ROOT / "tests" / "artifacts" / "tiny.png"
+    img.parent.mkdir(exist_ok=True)
+    from PIL import Image
+
+    Image.new("RGB", (24, 24), (120, 30, 200)).save(img)
+    assert main(["score", "--plugin", str(f), "--model", "my-cnn", "--weights", str(tmp_path / "my_cnn.pt"),
+                 str(img)]) == 0
+    path, score = capsys.readouterr().out.strip().rsplit(",", 1)
+    assert path == str(img) and 0 < float(score) < 1
+    assert main(["score", "--plugin", str(f), "--model", "my-cnn", str(img)]) == 1
+    assert "model 'my-cnn' has no weights here" in capsys.readouterr().err

@@ -37,7 +37,7 @@ class ResNet18IQA(IQAModel):
             "which starts from ImageNet weights that are not available offline."
         ),
     )
-    defaults = {"weights": "", "epochs": 5, "lr": 1e-3, "batch_size": 32}
+    defaults = {"weights": "", "epochs": 20, "lr": 1e-3, "batch_size": 32, "crop": 64, "weight_decay": 1e-4}
 
     def __init__(self, **params) -> None:
         super().__init__(**params)
@@ -53,9 +53,11 @@ class ResNet18IQA(IQAModel):
         return self.net((x - self.mean) / self.std).reshape(-1)
 
     def fit(self, ctx: FitContext) -> None:
-        """Adam (cosine-decayed) on the L1 loss, whole images, random horizontal flips."""
+        """AdamW (cosine-decayed) on the L1 loss, on random `crop`-px crops (the whole image
+        where it is smaller) with random horizontal flips: few reference scenes, so the
+        crops keep a from-scratch network from learning the scenes instead of the damage."""
         g = torch.Generator().manual_seed(ctx.seed)
-        opt = torch.optim.Adam(self.parameters(), lr=self.params["lr"])
+        opt = torch.optim.AdamW(self.parameters(), lr=self.params["lr"], weight_decay=self.params["weight_decay"])
         x_all, y_all = ctx.train.images, ctx.targets
         bs, epochs = self.params["batch_size"], self.params["epochs"]
         steps = epochs * ((len(x_all) + bs - 1) // bs)
@@ -67,6 +69,11 @@ class ResNet18IQA(IQAModel):
             for i in range(0, len(order), bs):
                 idx = order[i : i + bs]
                 x = x_all[idx]
+                h, w = x.shape[-2:]
+                ch, cw = min(self.params["crop"], h), min(self.params["crop"], w)
+                top = int(torch.randint(0, h - ch + 1, (1,), generator=g))
+                left = int(torch.randint(0, w - cw + 1, (1,), generator=g))
+                x = x[:, :, top : top + ch, left : left + cw]
                 flip = torch.rand(len(idx), generator=g) < 0.5
                 x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x).to(ctx.device)
                 if len(idx) == 1:  # BatchNorm cannot train on a single image

@@ -37,7 +37,7 @@ class WaDIQaMNR(IQAModel):
             "grid, so a 96x96 image gives 2x2 patches)."
         ),
     )
-    defaults = {"weights": "", "epochs": 6, "lr": 1e-4, "batch_size": 16, "train_patches": 8}
+    defaults = {"weights": "", "epochs": 4, "lr": 5e-4, "batch_size": 16, "train_patches": 4}
 
     def __init__(self, **params) -> None:
         super().__init__(**params)

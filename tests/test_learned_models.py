@@ -1,0 +1,77 @@
+"""The learned models that wrap trainable architectures: wadiqam_nr and resnet18_iqa."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+import torch
+
+from bench.api import FitContext, IQASplit, create_model
+from bench.errors import WeightsMissingError
+from bench.weights import load_into, resolve_weights
+
+NAMES = ["wadiqam_nr", "resnet18_iqa"]
+
+
+@pytest.fixture
+def offline(monkeypatch, tmp_path):
+    """No network and an empty pyiqa / torch hub cache."""
+
+    def refuse(*a, **k):
+        raise OSError("network access attempted in an offline test")
+
+    monkeypatch.setattr(socket, "create_connection", refuse)
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(torch.hub, "get_dir", lambda: str(tmp_path / "hub"))
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    return tmp_path
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_builds_offline_and_scores(name, offline):
+    m = create_model(name).eval()
+    assert m.info.kind == "learned" and not m.info.lower_better
+    assert type(m).pretrained_weights() is None
+    x = torch.rand(2, 3, 96, 96, generator=torch.Generator().manual_seed(0), requires_grad=True)
+    s = m(x)
+    assert s.shape == (2,) and torch.isfinite(s).all()
+    s.sum().backward()
+    assert x.grad is not None and torch.isfinite(x.grad).all() and x.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fit_tiny_split_then_checkpoint_round_trip(name, offline):
+    g = torch.Generator().manual_seed(1)
+    n = 8
+    split = IQASplit(torch.rand(n, 3, 48, 48, generator=g), torch.rand(n, generator=g) * 100,
+                     [f"i{i}" for i in range(n)], [f"r{i % 4}" for i in range(n)])
+    m = create_model(name, epochs=1, batch_size=4)
+    lo, hi = m.info.score_range
+    ctx = FitContext(train=split, targets=lo + split.mos / 100 * (hi - lo), seed=0,
+                     device=torch.device("cpu"), log=lambda s: None)
+    m.fit(ctx)
+    assert not m.training and all(not mod.training for mod in m.modules())
+    assert ctx.record["epochs"] == 1 and ctx.record["final_train_l1"] >= 0
+
+    path = offline / "w.pt"
+    torch.save(m.state_dict(), path)
+    fresh = create_model(name).eval()
+    load_into(fresh, path, f"model '{name}'")
+    x = split.images[:2]
+    with torch.no_grad():
+        assert torch.allclose(fresh(x), m(x))
+
+
+def test_wadiqam_keys_match_pyiqa_checkpoints(offline):
+    """Keys are 'net.' + the pyiqa arch's own keys, as in cnniqa."""
+    from pyiqa.archs.wadiqam_arch import WaDIQaM
+
+    ours = set(create_model("wadiqam_nr").state_dict())
+    assert ours == {f"net.{k}" for k in WaDIQaM(metric_type="NR", pretrained=False).state_dict()}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_without_weights_says_what_is_missing(name, offline):
+    with pytest.raises(WeightsMissingError, match=f"model '{name}' has no weights here"):
+        resolve_weights(create_model(name), trained_path=offline / "x.pt", train=None, log=print)
