@@ -5,34 +5,30 @@ https://arxiv.org/abs/2408.01541), quality 10..90. JPEG is not differentiable, s
 attacked with BPDA and the identity on the backward pass (Athalye et al., ICML 2018).
 """
 
+from __future__ import annotations
+
 import io
+from typing import Any, ClassVar
 
 import numpy as np
-import torch
 from PIL import Image
 from torch import Tensor
 
-from bench.api import Defense, DefenseInfo, register_defense
+from baselines._purification import Purification, Ranges, from_uint8, purification_info, to_uint8
+from bench.api import register_defense
 
 
 @register_defense
-class JPEG(Defense):
-    info = DefenseInfo(
-        name="jpeg",
-        kind="purification",
-        randomized=False,
-        differentiable=False,
-        surrogate="identity",
-        reference="https://arxiv.org/abs/2408.01541",
-        description="Re-encode as JPEG (Pillow/libjpeg) at the given quality before scoring.",
-    )
-    defaults = {"quality": 50}
+class JPEG(Purification):
+    info = purification_info("jpeg", "Re-encode as JPEG (Pillow/libjpeg) at the given quality before scoring.",
+                             surrogate="identity")
+    defaults: ClassVar[dict[str, Any]] = {"quality": 50}
+    ranges: ClassVar[Ranges] = {"quality": (1, 95)}
 
     def purify(self, x: Tensor) -> Tensor:
-        u8 = (x.detach().clamp(0, 1) * 255).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
         out = []
-        for img in u8:
+        for img in to_uint8(x):
             buf = io.BytesIO()
             Image.fromarray(img).save(buf, format="JPEG", quality=self.params["quality"])
             out.append(np.asarray(Image.open(buf).convert("RGB")))
-        return torch.from_numpy(np.stack(out)).permute(0, 3, 1, 2).to(x.device, x.dtype) / 255
+        return from_uint8(np.stack(out), x)

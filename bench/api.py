@@ -25,14 +25,39 @@ import torch
 from torch import Tensor, nn
 
 from bench.errors import NotApplicable
+from bench.finetune import finetune, require_trainable  # the loop training defenses share
+from bench.images import LazyImages, load_image
 from bench.meta import AttackInfo, DatasetInfo, DefenseInfo, ModelInfo
 from bench.registry import Registry
 
 __all__ = [
-    "Attack", "AttackInfo", "Defense", "DefenseInfo", "FitContext", "IQADataset", "IQAModel",
-    "IQASplit", "DatasetInfo", "ModelInfo", "NotApplicable", "ATTACKS", "DATASETS", "DEFENSES",
-    "MODELS", "register_attack", "register_dataset", "register_defense", "register_model",
-    "create_model", "create_attack", "create_defense", "create_dataset",
+    "ATTACKS",
+    "DATASETS",
+    "DEFENSES",
+    "MODELS",
+    "Attack",
+    "AttackInfo",
+    "DatasetInfo",
+    "Defense",
+    "DefenseInfo",
+    "FitContext",
+    "IQADataset",
+    "IQAModel",
+    "IQASplit",
+    "LazyImages",
+    "ModelInfo",
+    "NotApplicable",
+    "create_attack",
+    "create_dataset",
+    "create_defense",
+    "create_model",
+    "finetune",
+    "load_image",
+    "register_attack",
+    "register_dataset",
+    "register_defense",
+    "register_model",
+    "require_trainable",
 ]
 
 ScoreFn = Callable[[Tensor], Tensor]
@@ -41,18 +66,25 @@ ScoreFn = Callable[[Tensor], Tensor]
 # ----------------------------------------------------------------------------- data
 @dataclass
 class IQASplit:
-    """Images as one float tensor in [0, 1], (N, 3, H, W), with their opinion scores."""
+    """Images in [0, 1], (N, 3, H, W), with their opinion scores. `images` is a tensor
+    (small sets) or a `LazyImages` that decodes on demand (real datasets): users only
+    slice it (`images[i:i+b]`, `images[idx]`) and take its len()."""
 
-    images: Tensor
+    images: Tensor | LazyImages
     mos: Tensor  # (N,), on the dataset's MOS scale
     names: list[str]
     refs: list[str]  # reference image of each distorted image: splits never share one
+    # What loading did to the files, counted into every cell's record: e.g.
+    # {"skipped": 2, "skipped_files": [...], "converted": {"L->RGB": 3}}.
+    notes: dict[str, Any] = field(default_factory=dict)
 
     def __len__(self) -> int:
         return len(self.names)
 
     def subset(self, idx: list[int]) -> IQASplit:
-        return IQASplit(self.images[idx], self.mos[idx], [self.names[i] for i in idx], [self.refs[i] for i in idx])
+        images = self.images.take(idx) if isinstance(self.images, LazyImages) else self.images[idx]
+        return IQASplit(images, self.mos[idx], [self.names[i] for i in idx], [self.refs[i] for i in idx],
+                        dict(self.notes))
 
 
 @dataclass
@@ -128,6 +160,12 @@ class Defense:
         """Differentiable stand-in for `purify` on the backward pass (BPDA)."""
         return x
 
+    def certify(self, model: IQAModel, x: Tensor, eps: float) -> Tensor | None:
+        """Certified defenses: per image, the (low, high) score interval that any
+        perturbation of L-inf size `eps` is guaranteed to stay in, as a (B, 2) tensor.
+        The runner records it beside the empirical result. Default: no certificate."""
+        return None
+
     @classmethod
     def trains(cls) -> bool:
         return cls.fit is not Defense.fit
@@ -150,6 +188,20 @@ class Attack:
 
     def perturb(self, objective: ScoreFn, x: Tensor, eps: float) -> Tensor:  # pragma: no cover
         raise NotImplementedError
+
+    def fit(self, objective: ScoreFn, train: Tensor, eps: float) -> None:
+        """Attacks that learn from data (a universal perturbation) learn here, once per
+        cell, from the train split of the cell's dataset, before any `perturb`.
+        `train` supports len() and slicing into (B, 3, H, W) batches. Default: nothing."""
+
+    @classmethod
+    def learns(cls) -> bool:
+        return cls.fit is not Attack.fit
+
+    def prepare(self, score: ScoreFn, train: Tensor, eps: float, lower_better: bool) -> None:
+        """The runner's door to `fit`: the same direction handling as `__call__`."""
+        sign = -1.0 if lower_better else 1.0
+        self.fit(lambda z: sign * score(z), train, eps)
 
     def __call__(self, score: ScoreFn, x: Tensor, eps: float, lower_better: bool) -> Tensor:
         if not 0 < eps <= 1:

@@ -19,18 +19,37 @@ def _parser() -> argparse.ArgumentParser:
     def plugin_arg(sp: argparse.ArgumentParser) -> None:
         sp.add_argument("--plugin", action="append", default=[], metavar="FILE", help="load a plugin file (repeatable)")
 
+    def data_root_arg(sp: argparse.ArgumentParser) -> None:
+        sp.add_argument("--data-root", action="append", default=[], metavar="NAME=PATH",
+                        help="folder holding dataset NAME (repeatable); overrides $BENCH_DATA_<NAME> and "
+                             "bench-data.toml")
+
     sp = sub.add_parser("list", help="list registered components")
     sp.add_argument("kind", choices=KINDS)
+    data_root_arg(sp)
     plugin_arg(sp)
 
     sp = sub.add_parser("run", help="compute every cell of a matrix, then render the site")
     sp.add_argument("--matrix", required=True, help="built-in name (quick, full) or path of a TOML file")
+    data_root_arg(sp)
     sp.add_argument("--results", default="results", help="results directory (default: results/)")
     sp.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
+    sp.add_argument("--backend", choices=("local", "dask"), default="local",
+                    help="local: this machine (--jobs processes); dask: an existing Dask cluster (--scheduler)")
+    sp.add_argument("--scheduler", metavar="ADDRESS", help="Dask scheduler address, e.g. tcp://host:8786")
+    sp.add_argument("--no-reuse", action="store_true",
+                    help="share nothing between cells (no cached fitted defenses); for measuring, see `bench perf`")
     sp.add_argument("--device", default="auto", help="cpu, cuda, or auto (cuda where present)")
     sp.add_argument("--no-site", action="store_true", help="do not render the site afterwards")
     sp.add_argument("--site-out", default="site", help="where to render the site (default: site/)")
     sp.add_argument("--no-progress", action="store_true")
+    sp.add_argument("--cell-timeout", type=float, default=3600.0, metavar="SECONDS",
+                    help="per-cell time limit; a cell past it fails alone (default 3600; 0: none)")
+    sp.add_argument("--max-memory-gb", type=float, default=None, metavar="GB",
+                    help="resident-memory limit of each process running cells; a cell past it fails alone "
+                         "(default: 80%% of this machine's memory divided by --jobs; 0: none)")
+    sp.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
+                    help="wait this long for another run on the same --results folder to finish (default: refuse)")
     plugin_arg(sp)
 
     sp = sub.add_parser("export", help="export the results store")
@@ -41,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     sp = sub.add_parser("site", help="render the static leaderboard from a results store")
     sp.add_argument("--results", default="results")
     sp.add_argument("--out", default="site")
+    sp.add_argument("--readme", metavar="FILE",
+                    help="also rewrite the claim section between <!-- claim:start/end --> in FILE")
 
     sp = sub.add_parser("score", help="score image files with a model: one line path,score each")
     sp.add_argument("--model", required=True)
@@ -49,22 +70,38 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--dataset", default="embedded",
                     help="for a model trained here: the dataset it was trained on (default embedded)")
     sp.add_argument("files", nargs="+")
+    data_root_arg(sp)
     plugin_arg(sp)
 
     sp = sub.add_parser("train", help="train a learned model on a dataset's train split")
     sp.add_argument("--model", required=True)
     sp.add_argument("--dataset", default="embedded")
     sp.add_argument("--seed", type=int, default=0)
+    data_root_arg(sp)
     sp.add_argument("--device", default="cpu")
     plugin_arg(sp)
+
+    sp = sub.add_parser("perf", help="measure the benchmark's speed here; last line is one JSON object")
+    sp.add_argument("--results", default="results", help="store whose runs.jsonl may hold a complete cold full run")
+    sp.add_argument("--workdir", help="scratch folder (default: a new temporary one)")
+    sp.add_argument("--skip-full", action="store_true",
+                    help="do not project the full matrix's time when no complete full run is on record")
     return p
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
+        if getattr(args, "data_root", None):
+            from bench.api import DATASETS
+            from bench.datasets.roots import apply_cli_roots
+            from bench.plugins import load_plugins
+
+            load_plugins(args.plugin)
+            for name in apply_cli_roots(args.data_root):  # into the environment: workers inherit it
+                DATASETS.get(name)  # a misspelt name is an error, not a root nobody reads
         return {"list": cmd_list, "run": cmd_run, "export": cmd_export, "site": cmd_site,
-                "score": cmd_score, "train": cmd_train}[args.command](args)
+                "score": cmd_score, "train": cmd_train, "perf": cmd_perf}[args.command](args)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -90,7 +127,8 @@ def cmd_list(args: argparse.Namespace) -> int:
         for name in list_matrices():
             m = load_matrix(name)
             print(f"{name:10s} {len(m.cells()):5d} cells  models={len(m.models)} defenses={len(m.defenses)} "
-                  f"attacks={len(m.attacks)} datasets={len(m.datasets)}")
+                  f"attacks={len(m.attacks)} datasets={len(m.datasets)}"
+                  + (f" + blocks {', '.join(b.name for b in m.blocks)}" if m.blocks else ""))
         return 0
     from bench import api
     from bench.plugins import load_plugins
@@ -122,14 +160,29 @@ def describe(kind: str, cls: type) -> str:
         return f"{i.name:16s} {i.kind:13s} {'randomized' if i.randomized else 'deterministic'}, {grad}; {i.reference}"
     if kind == "attacks":
         return f"{i.name:10s} {i.norm}, eps in {i.budget_unit}; defaults {cls.defaults}; {i.reference}"
-    return f"{i.name:12s} {i.mode}, {i.mos_name} in [{i.mos_range[0]:g}, {i.mos_range[1]:g}] " \
-           f"({'lower' if i.mos_lower_better else 'higher'} is better); {i.description}"
+    return describe_dataset(cls)
+
+
+def describe_dataset(cls: type) -> str:
+    """Name, NR/FR, image and reference counts, MOS scale and direction, then the layout
+    expected and whether a root is configured: stat calls only, no file is read."""
+    i = cls.info
+    line = f"{i.name:12s} {i.mode}, {i.mos_name} in [{i.mos_range[0]:g}, {i.mos_range[1]:g}] " \
+           f"({'lower' if i.mos_lower_better else 'higher'} is better)"
+    if "images" in i.extra:
+        line += f", {i.extra['images']} images, {i.extra.get('references', 0) or 'no'} references"
+    status = getattr(cls, "root_status", None)
+    if status is None:
+        return f"{line}; {i.description}"
+    return f"{line}; {status()}\n{'':13s}layout: {i.extra.get('layout', '?')}; published at {i.reference}"
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from bench import provenance
+    from bench.lock import RunLock
     from bench.matrix import load_matrix
     from bench.plugins import load_plugins
-    from bench.runner import Runner
+    from bench.runner import Limits, Runner
     from bench.store import ResultsStore
 
     if args.jobs < 1:
@@ -137,13 +190,24 @@ def cmd_run(args: argparse.Namespace) -> int:
     store = ResultsStore(args.results)
     store.check_writable()
     load_plugins(args.plugin)
+    _warn_broken_plugins()
     matrix = load_matrix(args.matrix)
     device = _device(args.device)
-    runner = Runner(matrix, store, device=device, progress=not args.no_progress,
-                    log=lambda m: print(m, file=sys.stderr))
-    print(f"matrix '{matrix.name}': {len(matrix.cells())} cells, {len(runner.pending())} to compute, "
-          f"results in {store.root}/, device {device}", file=sys.stderr)
-    summary = runner.run(jobs=args.jobs)
+    limits = Limits(seconds=args.cell_timeout or None, max_rss_gb=_memory_limit(args.max_memory_gb, args.jobs))
+    with RunLock(store.root, wait=args.wait) as lock:
+        if lock.took_over:
+            print(f"note: took over the lock of a run that is gone ({lock.took_over})", file=sys.stderr)
+        runner = Runner(matrix, store, device=device, progress=not args.no_progress, limits=limits,
+                        reuse=not args.no_reuse, log=lambda m: print(m, file=sys.stderr))
+        print(f"matrix '{matrix.name}': {len(matrix.cells())} cells, {len(runner.pending())} to compute, "
+              f"results in {store.root}/, device {device}", file=sys.stderr)
+        started = provenance.now()
+        summary = runner.run(jobs=args.jobs, backend=args.backend, scheduler=args.scheduler)
+        store.log_run({"matrix": matrix.name, "matrix_sha256": matrix.sha256, "started": started,
+                       "wall_s": round(summary.seconds, 3), "total": summary.total, "cached": summary.cached,
+                       "status": dict(summary.status), "jobs": args.jobs, "backend": args.backend,
+                       "reuse": not args.no_reuse, "device": device,
+                       "hardware": provenance.environment(device)["hardware"]})
     print(summary.line())
     for err in summary.errors[:20]:
         print(f"  error: {err}")
@@ -156,6 +220,24 @@ def cmd_run(args: argparse.Namespace) -> int:
         index = render_site(store.root, args.site_out)
         print(f"site: {index} ({time.perf_counter() - t:.1f} s)")
     return 1 if summary.errors else 0
+
+
+def _warn_broken_plugins() -> None:
+    """A plugin that failed to load fails the cells that name it; say so up front too."""
+    from bench.api import ATTACKS, DATASETS, DEFENSES, MODELS
+
+    seen = {msg for reg in (MODELS, ATTACKS, DEFENSES, DATASETS) for msg in reg.broken.values()}
+    for msg in sorted(seen):
+        print(f"warning: a plugin failed to load, its components are unavailable: {msg}", file=sys.stderr)
+
+
+def _memory_limit(gb: float | None, jobs: int) -> float | None:
+    if gb is not None:
+        return gb or None
+    from bench.provenance import total_memory_gb
+
+    total = total_memory_gb()
+    return round(0.8 * total / jobs, 1) if total else None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
@@ -182,6 +264,16 @@ def cmd_site(args: argparse.Namespace) -> int:
     from bench.leaderboard import render_site
 
     print(render_site(args.results, args.out))
+    if args.readme:
+        from bench.leaderboard.claim import markdown, rewrite_readme
+        from bench.leaderboard.tables import prepare
+        from bench.store import ResultsStore, records_frame
+
+        try:
+            rewrite_readme(args.readme, markdown(prepare(records_frame(list(ResultsStore(args.results).records())))))
+        except (OSError, ValueError) as e:
+            raise BenchError(f"cannot rewrite the claim section of '{args.readme}': {e}") from None
+        print(f"claim section rewritten in {args.readme}")
     return 0
 
 
@@ -235,4 +327,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     _, source = bench.base_model(Spec("model", args.model, dict(mcls.defaults), mcls.info.version),
                                  Spec("dataset", args.dataset, dict(dcls.defaults), dcls.info.version))
     print({k: v for k, v in source.items() if k != "params"})
+    return 0
+
+
+def cmd_perf(args: argparse.Namespace) -> int:
+    import json
+
+    from bench.perf import perf
+
+    figures = perf(Path(args.results), Path(args.workdir) if args.workdir else None, args.skip_full,
+                   log=lambda m: print(m, file=sys.stderr))
+    print(json.dumps(figures))
     return 0

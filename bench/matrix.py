@@ -13,6 +13,10 @@
     [datasets]
     embedded = { n_images = 32 }
 
+    [blocks.defenses-on-cnniqa]   # optional: more cross products, added to the one above;
+    models = { cnniqa = {} }      # a block names the sections it changes, the others are
+    defenses = { jpeg = {}, "ortho+act+prune" = {} }   # the top level's
+
 A cell is one (model, defense, attack, eps, dataset). Its key is a hash of everything
 that determines its result, so re-running skips finished cells and changing one
 component's parameters (or version) recomputes exactly the cells that use it.
@@ -33,7 +37,9 @@ MATRIX_DIR = Path(__file__).parent / "matrices"
 TOP_LEVEL = {
     "name": str, "description": str, "seed": int, "eps_unit": str, "suite": str,
     "eot_samples": int, "batch_size": int, "models": dict, "defenses": dict, "attacks": dict, "datasets": dict,
+    "blocks": dict,
 }
+BLOCK_FIELDS = ("description", "models", "defenses", "attacks", "datasets")
 REQUIRED = ("models", "defenses", "attacks", "datasets")
 EPS_UNITS = {"1/255": 255.0, "1": 1.0}
 
@@ -71,6 +77,17 @@ class Cell:
                 "eps": self.eps, "dataset": self.dataset.name}
 
 
+@dataclass(frozen=True)
+class Block:
+    """One cross product of a matrix."""
+
+    name: str
+    models: list[Spec]
+    defenses: list[Spec]
+    attacks: list[tuple[Spec, list[float]]]
+    datasets: list[Spec]
+
+
 @dataclass
 class Matrix:
     name: str
@@ -87,23 +104,27 @@ class Matrix:
     # names the registries do not know while some plugin failed to load: their cells
     # fail with the plugin's error instead of stopping the whole run
     broken: dict[str, str] = field(default_factory=dict)
+    blocks: list[Block] = field(default_factory=list)  # added to the top level's cross product
 
     def cells(self) -> list[Cell]:
+        """The top level's cross product, then each block's; a cell named twice is one cell."""
         from bench.measures import MEASURES_VERSION
 
-        out = []
-        for ds in self.datasets:
-            for m in self.models:
-                for d in self.defenses:
-                    for a, eps_list in self.attacks:
-                        for eps in eps_list:
-                            key = digest({
-                                "model": m.ident(), "defense": d.ident(), "attack": a.ident(), "eps": eps,
-                                "dataset": ds.ident(), "seed": self.seed, "eot": self.eot_samples,
-                                "measures": MEASURES_VERSION,
-                            })
-                            out.append(Cell(m, d, a, eps, ds, self.seed, self.eot_samples, key))
-        return out
+        out: dict[str, Cell] = {}
+        top = Block("", self.models, self.defenses, self.attacks, self.datasets)
+        for b in [top, *self.blocks]:
+            for ds in b.datasets:
+                for m in b.models:
+                    for d in b.defenses:
+                        for a, eps_list in b.attacks:
+                            for eps in eps_list:
+                                key = digest({
+                                    "model": m.ident(), "defense": d.ident(), "attack": a.ident(), "eps": eps,
+                                    "dataset": ds.ident(), "seed": self.seed, "eot": self.eot_samples,
+                                    "measures": MEASURES_VERSION,
+                                })
+                                out.setdefault(key, Cell(m, d, a, eps, ds, self.seed, self.eot_samples, key))
+        return list(out.values())
 
 
 def resolve_path(name_or_path: str) -> Path:
@@ -149,10 +170,11 @@ def load_matrix(name_or_path: str) -> Matrix:
 
     broken: dict[str, str] = {}
 
-    def specs(section: str, registry: Registry, pop: tuple[str, ...] = ()) -> list[tuple[Spec, dict]]:
+    def specs(section: str, registry: Registry, pop: tuple[str, ...] = (), table: dict | None = None,
+              prefix: str = "") -> list[tuple[Spec, dict]]:
         out = []
-        for name, params in raw[section].items():
-            field_name = f"{section}.{name}"
+        for name, params in (raw[section] if table is None else table).items():
+            field_name = f"{prefix}{section}.{name}"
             if not isinstance(params, dict):
                 raise MatrixError(f"{where}: field '{field_name}' must be a table of parameters, e.g. {name} = {{}}")
             params = dict(params)
@@ -162,7 +184,7 @@ def load_matrix(name_or_path: str) -> Matrix:
                     broken[name] = "; ".join(f"{k}: {v}" for k, v in registry.broken.items())
                     out.append((Spec(registry.kind, name, params, "unloaded"), extra))
                     continue
-                raise UnknownNameError(registry.kind, name, registry.names(), f"in {where}, field '{section}'")
+                raise UnknownNameError(registry.kind, name, registry.names(), f"in {where}, field '{prefix}{section}'")
             cls = registry.get(name)
             try:
                 merged = check_params(registry.kind, name, getattr(cls, "defaults", {}), params)
@@ -171,9 +193,34 @@ def load_matrix(name_or_path: str) -> Matrix:
             out.append((Spec(registry.kind, name, merged, cls.info.version), extra))
         return out
 
-    attacks = []
-    for spec, extra in specs("attacks", ATTACKS, pop=("eps",)):
-        attacks.append((spec, _eps_list(extra.get("eps"), unit, f"{where}, field 'attacks.{spec.name}.eps'")))
+    def block(name: str, table: dict[str, Any]) -> Block:
+        prefix = f"blocks.{name}." if name else ""
+
+        def section(key: str, registry: Registry, pop: tuple[str, ...] = ()) -> list[tuple[Spec, dict]]:
+            if name and key not in table:  # a block inherits what it does not name
+                return specs(key, registry, pop)
+            if not isinstance(table.get(key), dict) or not table[key]:
+                raise MatrixError(f"{where}: field '{prefix}{key}' must be a non-empty table, e.g. {key} = {{ ... }}")
+            return specs(key, registry, pop, table[key], prefix)
+
+        attacks = [(spec, _eps_list(extra.get("eps"), unit, f"{where}, field '{prefix}attacks.{spec.name}.eps'"))
+                   for spec, extra in section("attacks", ATTACKS, pop=("eps",))]
+        models = [s for s, _ in section("models", MODELS)]
+        _check_gradients(where, models, [a for a, _ in attacks], MODELS, ATTACKS)
+        return Block(name, models, [s for s, _ in section("defenses", DEFENSES)], attacks,
+                     [s for s, _ in section("datasets", DATASETS)])
+
+    top = block("", raw)
+    blocks = []
+    for name, table in raw.get("blocks", {}).items():
+        if not isinstance(table, dict):
+            raise MatrixError(f"{where}: field 'blocks.{name}' must be a table, e.g. [blocks.{name}]")
+        for k in table:
+            if k not in BLOCK_FIELDS:
+                raise MatrixError(f"{where}: unknown field 'blocks.{name}.{k}' (allowed: {', '.join(BLOCK_FIELDS)})")
+        if "description" in table and not isinstance(table["description"], str):
+            raise MatrixError(f"{where}: field 'blocks.{name}.description' must be str")
+        blocks.append(block(name, table))
     return Matrix(
         name=raw.get("name", path.stem),
         path=str(path),
@@ -182,11 +229,12 @@ def load_matrix(name_or_path: str) -> Matrix:
         suite=raw.get("suite", ""),
         eot_samples=raw.get("eot_samples", 8),
         batch_size=raw.get("batch_size", 16),
-        models=[s for s, _ in specs("models", MODELS)],
-        defenses=[s for s, _ in specs("defenses", DEFENSES)],
-        attacks=attacks,
-        datasets=[s for s, _ in specs("datasets", DATASETS)],
+        models=top.models,
+        defenses=top.defenses,
+        attacks=top.attacks,
+        datasets=top.datasets,
         broken=broken,
+        blocks=blocks,
     )
 
 
@@ -207,6 +255,27 @@ def _eps_list(value: Any, unit: str, where: str) -> list[float]:
                               f"outside (0, 1]{hint}")
         if unit == "1/255" and v < 0.25:
             raise MatrixError(f"{where}: eps {v} in units of 1/255 is only {image_units:.2g} on [0, 1] images; "
-                              "if you gave it in image units, set eps_unit = \"1\"")
+                              f"if you gave it in image units (= {v * 255:.3g}/255), write eps = {round(v * 255)} "
+                              "or set eps_unit = \"1\"")
         out.append(round(image_units * 255, 6))
     return out
+
+
+def _check_gradients(where: str, models: list[Spec], attacks: list[Spec], model_reg: Registry,
+                     attack_reg: Registry) -> None:
+    """Before any work: a gradient attack on a model with no usable gradient (declared not
+    differentiable and no `gradient_surrogate`) would report "robust" for a model it
+    never attacked, so the matrix is refused, naming the attacks that do fit."""
+    for m in models:
+        if m.name not in model_reg:
+            continue  # its plugin failed to load: its cells fail with that error
+        info = model_reg.get(m.name).info
+        if info.differentiable or info.gradient_surrogate:
+            continue
+        needing = [a.name for a in attacks if a.name in attack_reg and attack_reg.get(a.name).info.needs_gradients]
+        if needing:
+            fits = [n for n, cls in attack_reg if not cls.info.needs_gradients]
+            raise MatrixError(
+                f"{where}: model '{m.name}' has no usable gradients (differentiable = False, no gradient_surrogate) "
+                f"but attack(s) {', '.join(needing)} need them; attack it with {', '.join(fits) or 'a black-box attack'} "
+                "(needs_gradients = False) in a separate matrix, or give the model a gradient_surrogate")

@@ -1,28 +1,47 @@
 """What every cell measures.
 
 Correlation with the dataset's opinion scores (SROCC, PLCC, via scipy), the attack's
-gain, and how visible the perturbation is (PSNR, SSIM, via pyiqa). Gains are read on
-scores min-max scaled by the cell's own clean scores and oriented so that a positive
-gain means the attack moved the score in the model's "better" direction:
+gain, the MSU robustness score, and how visible the perturbation is (PSNR, SSIM, via
+pyiqa). Gains are read on scores min-max scaled by the cell's own clean scores and
+oriented so that a positive gain means the attack moved the score in the model's
+"better" direction:
 
     f(s)     = (s - min clean) / (max clean - min clean)      (1 - that for lower-better)
     abs_gain = mean(f(s*) - f(s))
     rel_gain = mean((f(s*) - f(s)) / (f(s) + 1))
+    R        = mean(log10(max(1 - f(s), f(s) - 0) / (|f(s*) - f(s)| + 1e-6)))
 
-as in the IQA-robustness literature (Antsiferova et al., "Comparing the robustness of
-modern no-reference image- and video-quality metrics to adversarial attacks", AAAI 2024).
+R is the robustness score of Antsiferova et al., "Comparing the robustness of modern
+no-reference image- and video-quality metrics to adversarial attacks" (AAAI 2024,
+arXiv 2310.06958), with the constants of their code (beta1 = 1, beta2 = 0, e = 1e-6 in
+msu-video-group/MSU_Metrics_Robustness_Benchmark, robustness_benchmark/score_methods.py):
+how many orders of magnitude smaller the score shift is than the room the score had to
+move; higher is more robust, and it does not depend on the direction of the shift.
+
+Each of abs_gain, rel_gain, R and clean SROCC comes with a 95% bootstrap interval over
+the cell's images (`<key>_ci_lo`, `<key>_ci_hi`): BCa, 1000 resamples, a fixed seed, so
+that the same scores always give the same interval. Torch is imported only by
+`Fidelity`, so the site can use the formulas here without it.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
-import torch
 from scipy import stats
-from torch import Tensor
 
-MEASURES_VERSION = "1"
+if TYPE_CHECKING:
+    from torch import Tensor
+
+MEASURES_VERSION = "2"  # 2: MSU robustness score and bootstrap intervals
+CI_LEVEL = 0.95
+CI_RESAMPLES = 1000  # ~1 ms per mean and ~10 ms per SROCC interval at 64 images
+CI_SEED = 0
+R_EPS = 1e-6  # the MSU code's e: keeps R finite where the score did not move
 
 
 def correlations(pred: np.ndarray, mos: np.ndarray, lower_better: bool) -> tuple[float, float]:
@@ -39,9 +58,48 @@ def scaled(scores: np.ndarray, clean: np.ndarray, lower_better: bool) -> np.ndar
     return 1.0 - f if lower_better else f
 
 
-def gains(clean: np.ndarray, attacked: np.ndarray, lower_better: bool) -> tuple[float, float]:
+def per_image(clean: np.ndarray, attacked: np.ndarray, lower_better: bool) -> dict[str, np.ndarray]:
+    """Each image's oriented shift, relative shift and robustness term; the cell's
+    measures are their means (kept apart so that the bootstrap resamples images)."""
+    clean, attacked = np.asarray(clean, dtype=float), np.asarray(attacked, dtype=float)
     fc, fa = scaled(clean, clean, lower_better), scaled(attacked, clean, lower_better)
-    return float(np.mean(fa - fc)), float(np.mean((fa - fc) / (fc + 1.0)))
+    shift = fa - fc
+    room = np.maximum(1.0 - fc, fc - 0.0)  # symmetric in f -> 1 - f: direction-free
+    return {"abs_gain": shift, "rel_gain": shift / (fc + 1.0),
+            "robustness_score": np.log10(room / (np.abs(shift) + R_EPS))}
+
+
+def gains(clean: np.ndarray, attacked: np.ndarray, lower_better: bool) -> tuple[float, float]:
+    p = per_image(clean, attacked, lower_better)
+    return float(np.mean(p["abs_gain"])), float(np.mean(p["rel_gain"]))
+
+
+def robustness_score(clean: np.ndarray, attacked: np.ndarray, lower_better: bool) -> float:
+    """MSU robustness score R (see the module docstring); higher is more robust."""
+    return float(np.mean(per_image(clean, attacked, lower_better)["robustness_score"]))
+
+
+def _srocc(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Spearman's rho along an axis (Pearson of average ranks, as scipy's spearmanr),
+    vectorized over resamples: 1000 spearmanr calls would take 0.2 s per cell."""
+    return stats.pearsonr(stats.rankdata(a, axis=axis), stats.rankdata(b, axis=axis), axis=axis).statistic
+
+
+def bootstrap_ci(data: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray]) -> tuple[float, float]:
+    """95% BCa interval over images; a constant sample gives its value as both ends,
+    a statistic undefined on the sample (too few images, constant scores) NaN."""
+    n = len(data[0])
+    if n < 3 or any(not np.all(np.isfinite(d)) for d in data):
+        return math.nan, math.nan
+    if len(data) == 1 and np.ptp(data[0]) == 0:
+        v = float(data[0][0])
+        return v, v
+    with warnings.catch_warnings(), np.errstate(all="ignore"):
+        warnings.simplefilter("ignore")  # degenerate resamples: NaN, handled below
+        res = stats.bootstrap(data, statistic, n_resamples=CI_RESAMPLES, confidence_level=CI_LEVEL,
+                              method="BCa", paired=len(data) > 1, vectorized=True, rng=CI_SEED)
+    lo, hi = float(res.confidence_interval.low), float(res.confidence_interval.high)
+    return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else (math.nan, math.nan)
 
 
 class Fidelity:
@@ -53,22 +111,34 @@ class Fidelity:
         self.psnr = pyiqa.create_metric("psnr", device="cpu")
         self.ssim = pyiqa.create_metric("ssim", device="cpu")
 
-    @torch.no_grad()
     def __call__(self, attacked: Tensor, clean: Tensor) -> tuple[float, float]:
-        a, c = attacked.cpu().float(), clean.cpu().float()
-        psnr = self.psnr(a, c).reshape(-1)
-        psnr = torch.where(torch.isinf(psnr), torch.full_like(psnr, 100.0), psnr)  # identical: cap
-        return float(psnr.mean()), float(self.ssim(a, c).reshape(-1).mean())
+        import torch
+
+        with torch.no_grad():
+            a, c = attacked.cpu().float(), clean.cpu().float()
+            psnr = self.psnr(a, c).reshape(-1)
+            psnr = torch.where(torch.isinf(psnr), torch.full_like(psnr, 100.0), psnr)  # identical: cap
+            return float(psnr.mean()), float(self.ssim(a, c).reshape(-1).mean())
 
 
 def cell_metrics(
     mos: np.ndarray, clean: np.ndarray, attacked: np.ndarray, lower_better: bool, psnr: float, ssim: float
 ) -> dict[str, float]:
+    mos, clean, attacked = (np.asarray(v, dtype=float) for v in (mos, clean, attacked))
     s_c, p_c = correlations(clean, mos, lower_better)
     s_a, p_a = correlations(attacked, mos, lower_better)
-    abs_gain, rel_gain = gains(clean, attacked, lower_better)
-    return {
-        "n_images": int(len(mos)),
+    p = per_image(clean, attacked, lower_better)
+    out: dict[str, float] = {
+        "n_images": len(mos),
         "srocc_clean": s_c, "srocc_attacked": s_a, "plcc_clean": p_c, "plcc_attacked": p_a,
-        "abs_gain": abs_gain, "rel_gain": rel_gain, "psnr": psnr, "ssim": ssim,
+        **{k: float(np.mean(v)) for k, v in p.items()}, "psnr": psnr, "ssim": ssim,
     }
+    for k, v in p.items():
+        out[f"{k}_ci_lo"], out[f"{k}_ci_hi"] = bootstrap_ci((v,), np.mean)
+    if math.isnan(s_c):
+        out["srocc_clean_ci_lo"] = out["srocc_clean_ci_hi"] = math.nan
+    else:
+        sign = -1.0 if lower_better else 1.0
+        lo, hi = bootstrap_ci((clean, mos), _srocc)
+        out["srocc_clean_ci_lo"], out["srocc_clean_ci_hi"] = sorted((sign * lo, sign * hi))
+    return out

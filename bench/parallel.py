@@ -1,45 +1,84 @@
-"""Groups of cells on a local process pool (joblib, loky workers).
+"""Groups of cells on other processes: a local pool (joblib, loky workers) or an
+existing Dask cluster (dask.distributed).
 
 Each worker loads the same plugins and matrix, sets torch's threads so that workers do
 not oversubscribe the cores, and writes its records to the shared store (atomic per
-record, so workers never interleave partial writes).
+record, so workers never interleave partial writes). A Dask cluster's workers must see
+the same results folder and cache (a shared file system) and have the project installed.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench.matrix import Cell, Matrix
+from bench.matrix import Cell
+
+Done = Callable[[list[dict[str, Any]]], None]
 
 
-def _worker(matrix_path: str, plugin_files: list[str], results: str, keys: list[str], threads: int,
-            device: str) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class WorkerOptions:
+    matrix_path: str
+    results: Path
+    device: str
+    limits: Any  # bench.runner.Limits; typed loosely so this module imports no torch
+    reuse: bool = True
+
+
+def _worker(opts: WorkerOptions, plugin_files: list[str], keys: list[str], threads: int) -> list[dict[str, Any]]:
     import torch
 
-    torch.set_num_threads(threads)
+    if threads:
+        torch.set_num_threads(threads)
     from bench.matrix import load_matrix
     from bench.plugins import load_plugins
     from bench.runner import Runner
     from bench.store import ResultsStore
 
     load_plugins(plugin_files)
-    matrix = load_matrix(matrix_path)
+    matrix = load_matrix(opts.matrix_path)
     by_key = {c.key: c for c in matrix.cells()}
-    runner = Runner(matrix, ResultsStore(results), device=device, progress=False, log=lambda m: None)
+    runner = Runner(matrix, ResultsStore(opts.results), device=opts.device, progress=False, log=lambda m: None,
+                    limits=opts.limits, reuse=opts.reuse)
     return runner.run_group([by_key[k] for k in keys])
 
 
-def run_groups(matrix: Matrix, results: Path, groups: list[list[Cell]], jobs: int, device: str,
-               done: Callable[[list[dict[str, Any]]], None]) -> None:
+def run_groups(opts: WorkerOptions, groups: list[list[Cell]], jobs: int, done: Done) -> None:
     from joblib import Parallel, delayed
 
     from bench.plugins import loaded_files
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
-    tasks = (delayed(_worker)(matrix.path, loaded_files(), str(results), [c.key for c in g], threads, device)
-             for g in groups)
+    tasks = (delayed(_worker)(opts, loaded_files(), [c.key for c in g], threads) for g in groups)
     for records in Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(tasks):
         done(records)
+
+
+def run_groups_dask(opts: WorkerOptions, groups: list[list[Cell]], scheduler: str | None, done: Done) -> None:
+    """One task per group on the cluster at `scheduler` (e.g. tcp://host:8786). Each
+    worker keeps torch at one thread per Dask thread it runs."""
+    from bench.errors import BenchError
+    from bench.plugins import loaded_files
+
+    try:
+        from distributed import Client, as_completed
+    except ImportError:
+        raise BenchError("--backend dask needs dask.distributed: pip install 'iqa-robustness-bench[dask]'") from None
+    if not scheduler:
+        raise BenchError("--backend dask needs --scheduler ADDRESS of a running Dask scheduler (e.g. tcp://host:8786)")
+    try:
+        client = Client(scheduler, timeout="20s")
+    except (OSError, TimeoutError) as e:
+        raise BenchError(f"cannot reach the Dask scheduler at '{scheduler}' ({e}); start one with "
+                         "`dask scheduler` and workers with `dask worker ADDRESS`, or check the address") from None
+    try:
+        plugins = loaded_files()
+        futures = [client.submit(_worker, opts, plugins, [c.key for c in g], 1, pure=False) for g in groups]
+        for fut in as_completed(futures):
+            done(fut.result())
+    finally:
+        client.close()

@@ -40,7 +40,8 @@ def environment(device: str) -> dict[str, Any]:
     import torch
 
     hw: dict[str, Any] = {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
-                          "torch_threads": torch.get_num_threads(), "device": device, "platform": platform.platform()}
+                          "torch_threads": torch.get_num_threads(), "device": device, "platform": platform.platform(),
+                          "memory_gb": round(total_memory_gb(), 1)}
     if device.startswith("cuda") and torch.cuda.is_available():
         hw["gpu"] = torch.cuda.get_device_name(0)
     return {
@@ -50,5 +51,13 @@ def environment(device: str) -> dict[str, Any]:
     }
 
 
+def total_memory_gb() -> float:
+    """Physical memory of this machine (0 where the OS does not say)."""
+    try:
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+    except (ValueError, OSError, AttributeError):
+        return 0.0
+
+
 def now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds")

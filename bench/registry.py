@@ -8,6 +8,7 @@ naming a missing component can say which plugin is at fault.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
@@ -18,6 +19,8 @@ PLUGIN_FILE_PREFIX = "bench_plugin_"
 
 T = TypeVar("T", bound=type)
 
+
+_UNSAFE = re.compile(r"[/\\\x00-\x1f\x7f]")
 
 class Registry(Generic[T]):
     def __init__(self, kind: str, entry_point_group: str) -> None:
@@ -34,6 +37,10 @@ class Registry(Generic[T]):
             name = getattr(info, "name", None)
             if not name:
                 raise TypeError(f"{self.kind} class {c.__qualname__} must declare `info` with a name")
+            if not isinstance(name, str) or _UNSAFE.search(name) or name.startswith(".") or ".." in name:
+                raise ValueError(f"{self.kind} class {c.__qualname__} ({_origin_of(c)}): name {name!r} may not "
+                                 "contain '/', '\\', '..', control characters or start with '.' (names become "
+                                 "parts of file names); choose another")
             if not isinstance(getattr(c, "defaults", {}), dict):
                 raise TypeError(f"{self.kind} '{name}': `defaults` must be a dict")
             if name in self._items and self._items[name] is not c:

@@ -22,7 +22,9 @@ SCHEMA = 1
 EXPORT_COLUMNS = [
     "model", "defense", "attack", "eps", "dataset", "status", "n_images",
     "srocc_clean", "srocc_attacked", "plcc_clean", "plcc_attacked",
-    "abs_gain", "rel_gain", "psnr", "ssim", "seconds",
+    "abs_gain", "rel_gain", "robustness_score", "psnr", "ssim", "seconds",
+    "srocc_clean_ci_lo", "srocc_clean_ci_hi", "abs_gain_ci_lo", "abs_gain_ci_hi",
+    "rel_gain_ci_lo", "rel_gain_ci_hi", "robustness_score_ci_lo", "robustness_score_ci_hi",
 ]
 
 
@@ -69,18 +71,44 @@ class ResultsStore:
         record.pop("checksum", None)
         record["checksum"] = digest(record)
         p = self.path(record["key"])
-        p.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}-", suffix=".tmp")
         try:
-            with os.fdopen(fd, "w") as f:
-                f.write(json.dumps(record, indent=1, sort_keys=True, allow_nan=True))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, p)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+            _atomic_write(p, json.dumps(record, indent=1, sort_keys=True, allow_nan=True).encode())
+        except OSError as e:
+            from bench.errors import BenchError
+
+            raise BenchError(
+                f"cannot write the record of cell {record['key'][:12]} to '{p}' ({e.strerror or e}); nothing was "
+                "half-written and finished cells are kept: free space or fix permissions, then run the same "
+                "command again to resume") from e
         return p
+
+    def put_asset(self, key: str, name: str, data: bytes) -> str:
+        """A file a record refers to (an example image), written atomically before the
+        record; returns its path relative to the store's root."""
+        if not name.replace(".", "").replace("-", "").replace("_", "").isalnum() or name.startswith("."):
+            raise ValueError(f"invalid asset name {name!r}")
+        self.path(key)  # validates the key
+        p = self.root / "assets" / key / name
+        _atomic_write(p, data)
+        return p.relative_to(self.root).as_posix()
+
+    def log_run(self, entry: dict[str, Any]) -> None:
+        """One JSON line per finished `bench run` (what it computed, how long it took), so
+        that a run's wall time stays known after the run: `bench perf` reads it."""
+        with open(self.root / "runs.jsonl", "a") as f:
+            f.write(json.dumps(entry, sort_keys=True) + "\n")
+
+    def runs(self) -> list[dict[str, Any]]:
+        path = self.root / "runs.jsonl"
+        if not path.is_file():
+            return []
+        out = []
+        for line in path.read_text().splitlines():
+            try:
+                out.append(json.loads(line))
+            except ValueError:
+                continue  # a line cut by a crash
+        return out
 
     def records(self) -> Iterator[dict[str, Any]]:
         if not self.cells.is_dir():
@@ -89,6 +117,22 @@ class ResultsStore:
             rec = _read(p)
             if rec is not None:
                 yield rec
+
+
+def _atomic_write(p: Path, data: bytes) -> None:
+    """Temporary file, fsync, rename: a crash or a full disk leaves the old file or none,
+    never half of one."""
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}-", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _read(p: Path) -> dict[str, Any] | None:
@@ -119,8 +163,14 @@ def records_frame(records: list[dict[str, Any]] | Iterator[dict[str, Any]]):  # 
         row["defense_kind"] = meta.get("defense", {}).get("kind", "")
         row["model_lower_better"] = meta.get("model", {}).get("lower_better")
         row["mos_name"] = meta.get("dataset", {}).get("mos_name", "")
+        row["attack_needs_gradients"] = meta.get("attack", {}).get("needs_gradients")
+        # cells that differ only in their attack: what cross-cell flags compare (bench/flags.py)
+        conf = r.get("config", {})
+        row["setting"] = digest([conf.get(k) for k in ("model", "defense", "dataset", "eps_255", "seed",
+                                                        "eot_samples")])[:12] if conf else ""
         prov = r.get("provenance", {})
-        for k in ("bench", "torch", "pyiqa", "git_commit", "seed", "matrix", "suite", "date", "hardware"):
+        for k in ("bench", "torch", "pyiqa", "torchattacks", "python", "git_commit", "seed", "matrix",
+                  "matrix_sha256", "suite", "date", "hardware"):
             v = prov.get(k)
             row[f"prov_{k}"] = v if not isinstance(v, dict) else canonical(v)
         rows.append(row)
@@ -132,4 +182,6 @@ def records_frame(records: list[dict[str, Any]] | Iterator[dict[str, Any]]):  # 
     df = df[EXPORT_COLUMNS + rest]
     if len(df):
         df = df.sort_values(["model", "dataset", "defense", "attack", "eps"], kind="stable").reset_index(drop=True)
-    return df
+    from bench.flags import add_cross_cell_flags  # torch-free, like this module
+
+    return add_cross_cell_flags(df)

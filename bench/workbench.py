@@ -13,7 +13,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bench.api import DATASETS, DEFENSES, MODELS, Defense, FitContext, IQAModel, IQASplit, NotApplicable
+from bench.api import ATTACKS, DATASETS, DEFENSES, MODELS, Defense, FitContext, IQAModel, IQASplit, NotApplicable
 from bench.errors import BenchError
 from bench.matrix import Spec
 from bench.store import digest
@@ -28,7 +28,7 @@ class StageError(BenchError):
 def stage(kind: str, name: str) -> Iterator[None]:
     """Re-raise anything from inside one component as a StageError naming it and where
     it came from (module, entry point or plugin file)."""
-    registry = {"model": MODELS, "defense": DEFENSES, "dataset": DATASETS}[kind]
+    registry = {"model": MODELS, "defense": DEFENSES, "dataset": DATASETS, "attack": ATTACKS}[kind]
     origin = registry.origin(name) if name in registry else "?"
     try:
         yield
@@ -58,9 +58,10 @@ def _without(spec: Spec, *keys: str) -> dict[str, Any]:
 
 class Workbench:
     def __init__(self, seed: int, device: str = "cpu", batch_size: int = 16, log: Callable[[str], None] = print,
-                 allow_train: bool = True) -> None:
+                 allow_train: bool = True, cache_defended: bool = True) -> None:
         self.seed, self.device, self.batch_size, self.log = seed, torch.device(device), batch_size, log
         self.allow_train = allow_train
+        self.cache_defended = cache_defended  # off only to measure what the cache saves (bench perf)
         self._splits: dict[str, tuple[IQASplit, IQASplit]] = {}
         self._models: dict[str, tuple[IQAModel, dict[str, Any]]] = {}
 
@@ -90,7 +91,7 @@ class Workbench:
                 trained_path = cache_dir() / "models" / f"{spec.name}-{key[:16]}.pt"
                 train = None
                 if self.allow_train and ds is not None:
-                    train = lambda: self._train(model, ds)  # noqa: E731
+                    train = lambda: self._train(model, ds)
                 source = resolve_weights(model, trained_path=trained_path, train=train, log=self.log)
             model = model.to(self.device).eval()
         self._models[key] = (model, source)
@@ -127,13 +128,14 @@ class Workbench:
             key = digest({"model": model_spec.ident(), "weights": source.get("sha256") or source,
                           "defense": spec.ident(), "data": _without(ds, "n_images"), "seed": self.seed})
             path = cache_dir() / "defended" / f"{model_spec.name}-{spec.name.replace('+', '_')}-{key[:16]}.pt"
-            record = cached_checkpoint(path)
+            record = cached_checkpoint(path) if self.cache_defended else None
             if record is not None:
                 load_into(model, path, f"defense '{spec.name}' on model '{model_spec.name}'")
                 return model.to(self.device).eval(), record
             self.log(f"defense '{spec.name}': fitting on model '{model_spec.name}' ({ds.name} train split)")
             train = self.train_split(ds)
             base_scores = score_batched(base, train.images, self.batch_size, self.device)
+            check_finite(base_scores, f"model '{model_spec.name}' on the train split (before defense '{spec.name}')")
             targets = _linear_map(train.mos, base_scores)
             ctx = FitContext(train=train, targets=targets, seed=self.seed, device=self.device, log=self.log)
             torch.manual_seed(self.seed)
@@ -143,7 +145,8 @@ class Workbench:
             for name, p in model.state_dict().items():
                 if p.is_floating_point() and not torch.isfinite(p).all():
                     raise ValueError(f"fit left non-finite values in '{name}'; not cached")
-            save_checkpoint(model, path, {"defense": spec.name, "model": model_spec.name, **ctx.record})
+            if self.cache_defended:
+                save_checkpoint(model, path, {"defense": spec.name, "model": model_spec.name, **ctx.record})
             return model, ctx.record
 
 

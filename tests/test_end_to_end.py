@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from conftest import write_matrix
 
 from bench.cli import main
 from bench.store import EXPORT_COLUMNS, ResultsStore
-from conftest import write_matrix
 
 
 @pytest.fixture(scope="module")

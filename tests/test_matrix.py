@@ -1,9 +1,9 @@
 import pytest
+from conftest import write_matrix
 
 from bench.errors import MatrixError, UnknownNameError
 from bench.matrix import load_matrix
 from bench.plugins import load_plugins
-from conftest import write_matrix
 
 load_plugins()
 
@@ -61,3 +61,47 @@ def test_invalid_toml_is_reported(tmp_path):
 def test_unknown_builtin_matrix_name():
     with pytest.raises(UnknownNameError, match="unknown matrix 'quik'; did you mean quick"):
         load_matrix("quik")
+
+
+def test_blocks_add_cross_products_that_inherit_what_they_do_not_name(tmp_path):
+    from bench.plugins import load_plugins
+
+    load_plugins()
+    f = tmp_path / "b.toml"
+    f.write_text("""
+name = "b"
+[models]
+piqe = {}
+[defenses]
+none = {}
+[attacks]
+fgsm = { eps = [2, 4] }
+[datasets]
+embedded = { n_images = 8 }
+[blocks.jpeg-too]
+defenses = { none = {}, jpeg = { quality = 30 } }
+attacks = { fgsm = { eps = [4, 8] } }
+""")
+    m = load_matrix(str(f))
+    labels = sorted(c.label for c in m.cells())
+    # top: none x fgsm@2,4; block: (none, jpeg) x fgsm@4,8; none/fgsm@4 is one cell, not two
+    assert labels == sorted(["piqe/none/fgsm@2/embedded", "piqe/none/fgsm@4/embedded", "piqe/none/fgsm@8/embedded",
+                             "piqe/jpeg/fgsm@4/embedded", "piqe/jpeg/fgsm@8/embedded"])
+    f.write_text(f.read_text().replace("attacks = {", "atacks = {"))
+    with pytest.raises(MatrixError, match="unknown field 'blocks.jpeg-too.atacks'"):
+        load_matrix(str(f))
+
+
+def test_full_covers_every_registered_component_and_budget():
+    from bench.api import ATTACKS, DEFENSES, MODELS
+
+    def builtin(registry) -> set[str]:  # other tests register plugins in this process too
+        return {n for n in registry.names() if registry.origin(n).split(".")[0] in ("bench", "defenses", "baselines")}
+
+    cells = load_matrix("full").cells()
+    assert {c.defense.name for c in cells} == builtin(DEFENSES)
+    assert {c.attack.name for c in cells} == builtin(ATTACKS)
+    # the official BRISQUE needs a weight file that cannot be had offline (see full.toml)
+    assert {c.model.name for c in cells} == builtin(MODELS) - {"brisque"}
+    for attack in builtin(ATTACKS):
+        assert {c.eps for c in cells if c.attack.name == attack} >= {2.0, 4.0, 8.0}

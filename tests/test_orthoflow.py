@@ -4,6 +4,8 @@ pruning really happen, and fine-tuning is reproducible and fails loudly."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -12,7 +14,7 @@ from torch import nn
 from bench.api import DEFENSES, FitContext, IQAModel, IQASplit, ModelInfo, NotApplicable
 from defenses.orthoflow import CayleyConv2d, OrthoFlow, swap_activations
 
-VARIANTS = ["ortho", "ortho+act", "ortho+act+prune", "act", "prune", "finetune-only"]
+VARIANTS = ["ortho", "ortho+act", "ortho+act+prune", "ortho+act+prune-l2", "act", "prune", "finetune-only"]
 
 
 def _info(name: str) -> ModelInfo:
@@ -154,6 +156,7 @@ def test_variants_registered_with_metadata():
         assert "2506.04951" in cls.info.reference and cls.trains()
     assert _defense("ortho+act+prune").params["prune"] == "l1-unstructured"
     assert _defense("finetune-only").params["insert"] == "none"
+    assert _defense("ortho+act+prune-l2").params["prune"] == "l2-structured"
 
 
 @pytest.mark.parametrize("insert", ["first", "all"])
@@ -201,9 +204,18 @@ def test_activation_swap_changes_negative_preactivations():
 
 
 def test_not_applicable_without_conv():
-    with pytest.raises(NotApplicable, match="needs a model with Conv2d layers; no-conv has none"):
+    with pytest.raises(NotApplicable, match="defense 'ortho' needs a model with Conv2d layers; model 'no-conv' has none"):
         _defense("ortho").transform(_model(NoConv))
     _defense("finetune-only").transform(_model(NoConv))  # the control needs no conv
+
+    class Parameterless(IQAModel):  # a classic metric: nothing to fine-tune
+        info = _info("parameterless")
+
+        def forward(self, x):
+            return x.mean((1, 2, 3))
+
+    with pytest.raises(NotApplicable, match="defense 'finetune-only' fine-tunes the model; model 'parameterless'"):
+        _defense("finetune-only").transform(Parameterless())
 
 
 # ----------------------------------------------------------------------------- fit
@@ -222,6 +234,26 @@ def test_fit_prunes_and_keeps_state_dict_keys():
     # What the runner does: reload the cached state_dict into a fresh transform.
     fresh = d.transform(_model(TinyFunctional))
     fresh.load_state_dict(model.state_dict(), strict=True)
+
+
+def test_inserted_blocks_stay_orthogonal_after_fit():
+    """In the fitted, defended model (eval mode, the path attacks use) every inserted block
+    scales the L2 norm of its input by exactly |scale|, and its Jacobian's singular values
+    all equal |scale|: fine-tuning cannot make it amplify a perturbation."""
+    d = _defense("ortho+act+prune", insert="all", epochs=2)
+    model = d.transform(_model(TinyModules))
+    d.fit(model, _ctx())
+    blocks = [m for m in model.modules() if isinstance(m, CayleyConv2d)]
+    assert len(blocks) == 2 and all(b.weight.abs().sum() > 0 for b in blocks)  # trained, not identity
+    for block in blocks:
+        scale = block.scale.detach().abs()
+        x = torch.randn(3, block.channels, 7, 6)
+        ratio = block(x).flatten(1).norm(dim=1) / x.flatten(1).norm(dim=1)
+        assert torch.allclose(ratio, scale.expand(3), rtol=1e-4)
+        double = copy.deepcopy(block).double().eval()
+        z = torch.randn(1, block.channels, 5, 5, dtype=torch.float64)
+        sv = torch.linalg.svdvals(torch.autograd.functional.jacobian(double, z).reshape(z.numel(), z.numel()))
+        assert torch.allclose(sv, scale.double().expand_as(sv), rtol=1e-6)
 
 
 def test_structured_pruning_zeroes_filters():

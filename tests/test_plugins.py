@@ -33,16 +33,16 @@ embedded = {{ size = 48, n_images = 6 }}
 
 def contributing_example() -> str:
     text = (ROOT / "CONTRIBUTING.md").read_text()
-    return re.search(r"`my_blur/defense.py`:\n\n```python\n(.*?)```", text, re.S).group(1)
+    return re.search(r"`my_blur/defense.py`:\n\n```python\n(.*?)```", text, re.DOTALL).group(1)
 
 
-def run_small(tmp_path: Path, defenses: str, plugins: list[Path]) -> tuple[int, list[dict]]:
+def run_small(tmp_path: Path, defenses: str, plugins: list[Path], extra: list[str] = ()) -> tuple[int, list[dict]]:
     matrix = tmp_path / "m.toml"
     matrix.write_text(SMALL.format(defenses=defenses))
     args = ["run", "--matrix", str(matrix), "--results", str(tmp_path / "r"), "--no-site", "--no-progress"]
     for p in plugins:
         args += ["--plugin", str(p)]
-    code = main(args)
+    code = main([*args, *extra])
     return code, list(ResultsStore(tmp_path / "r").records())
 
 
@@ -60,7 +60,7 @@ def test_contributing_example_as_entry_point(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bench", "list", "defenses"], capture_output=True, text=True,
                          env=env, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert re.search(r"^my-blur\s+purification", out.stdout, re.M), out.stdout
+    assert re.search(r"^my-blur\s+purification", out.stdout, re.MULTILINE), out.stdout
     matrix = tmp_path / "m.toml"
     matrix.write_text(SMALL.format(defenses='"my-blur" = { sigma = 1.5 }'))
     out = subprocess.run([sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--results",
@@ -135,7 +135,7 @@ def test_contributing_model_example_scores_a_third_party_checkpoint(tmp_path, ca
     import torch
 
     text = (ROOT / "CONTRIBUTING.md").read_text()
-    code = re.search(r"`my_model.py`:\n\n```python\n(.*?)```", text, re.S).group(1)
+    code = re.search(r"`my_model.py`:\n\n```python\n(.*?)```", text, re.DOTALL).group(1)
     f = tmp_path / "my_model.py"
     f.write_text(code)
     from bench.plugins import load_plugin_file

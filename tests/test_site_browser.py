@@ -19,7 +19,6 @@ from test_site import HOSTILE, build_store, small_records
 from bench.leaderboard import render_site
 
 CHROMIUM = "/usr/bin/chromium"
-ARTIFACTS = Path(__file__).parent / "artifacts"
 ARGS = ["--headless", "--no-sandbox", "--disable-background-networking", "--disable-gpu",
         "--no-first-run", "--disable-component-update", "--disable-sync"]
 
@@ -63,14 +62,20 @@ def column(page, table: str, col: str) -> list[str]:
     )
 
 
+def watched(browser, label: str, errors: list[str], foreign: list[str], **kw):
+    """A new page that records console errors, page errors and any request off file://."""
+    page = browser.new_page(**kw)
+    page.on("console", lambda m: errors.append(f"{label}: {m.text}") if m.type == "error" else None)
+    page.on("pageerror", lambda e: errors.append(f"{label}: {e}"))
+    page.on("request", lambda r: foreign.append(r.url) if not r.url.startswith("file://") else None)
+    return page
+
+
 def test_site_in_browser(browser, tmp_path: Path) -> None:
     index = render_site(build_store(tmp_path / "results", small_records()), tmp_path / "site")
-    page = browser.new_page(viewport={"width": 1600, "height": 1000})
     errors: list[str] = []
     foreign: list[str] = []
-    page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
-    page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("request", lambda r: foreign.append(r.url) if not r.url.startswith("file://") else None)
+    page = watched(browser, "index.html", errors, foreign, viewport={"width": 1600, "height": 1000})
     page.goto(index.as_uri())
     page.wait_for_selector("#cells tbody tr")
 
@@ -102,29 +107,62 @@ def test_site_in_browser(browser, tmp_path: Path) -> None:
     page.select_option('select[data-filter="model"]', "dbcnn")
     assert set(column(page, "cells", "model")) == {"dbcnn"}
     assert 0 < len(column(page, "cells", "model")) < n
-    assert set(column(page, "summary-table", "model")) == {"dbcnn"}
+    assert set(column(page, "board", "model")) == {"dbcnn"}
+    assert set(column(page, "board", "attack")) == {"all (worst)"}  # the leaderboard's default scope
     page.select_option('select[data-filter="eps"]', "16")
     assert column(page, "cells", "eps") == ["16"]
     page.click("button[type=reset]")
     expect(page.locator("#cells tbody tr:not([hidden])")).to_have_count(n)  # no eval: the page's CSP forbids it
 
+    # The leaderboard: default order by rank; a header click and the keyboard reorder it;
+    # the attack filter picks per-attack rows; the eps filter hides other budgets' columns.
+    ranks = [int(v) for v in column(page, "board", "rank") if v != "\u2013"]
+    assert ranks and ranks[0] == 1
+    gain = page.locator('#board th[data-col="worst_abs_gain"] button')
+    gain.click()
+    worst = [float(v.split("[")[0].rstrip("\u26a0")) for v in column(page, "board", "worst_abs_gain") if v != "\u2013"]
+    assert worst == sorted(worst)
+    page.keyboard.press("Enter")
+    worst = [float(v.split("[")[0].rstrip("\u26a0")) for v in column(page, "board", "worst_abs_gain") if v != "\u2013"]
+    assert worst == sorted(worst, reverse=True) and worst[0] > worst[-1]
+    marked = page.locator("#board tr.clean-loss")  # loses > 0.05 clean SROCC against none
+    assert marked.count() >= 1 and marked.first.locator("td").nth(3).text_content() in ("jpeg", HOSTILE)
+    page.select_option('select[data-filter="attack"]', "pgd")
+    assert set(column(page, "board", "attack")) == {"pgd"}
+    page.select_option('select[data-filter="eps"]', "4")
+    assert page.locator('#board th[data-eps="2"]').first.is_hidden()
+    assert page.locator('#board th[data-eps="4"]').first.is_visible()
+    page.click("button[type=reset]")
+
     # The hostile name is shown as text, and never ran.
     assert page.locator("#cells td", has_text=HOSTILE).count() == 1
-    assert page.locator("#summary-table td", has_text=HOSTILE).count() == 1
-    assert page.evaluate("document.querySelectorAll('script').length") == 2
+    assert page.locator("#board td", has_text=HOSTILE).count() == 1
+    assert page.evaluate("document.querySelectorAll('script').length") == 3  # site.js and two JSON blocks
 
-    # Every local link and source resolves to a file in the site.
-    links = page.evaluate(
-        "Array.from(document.querySelectorAll('[href],[src]'), (e) => e.href || e.src)")
-    assert links
-    for url in links:
-        parsed = urlparse(url)
-        assert parsed.scheme == "file", url
-        assert Path(unquote(parsed.path)).is_file(), url
+    # Every page loads without errors; every local link and image on it resolves.
+    for html in sorted(index.parent.glob("*.html")):
+        other = watched(browser, html.name, errors, foreign)
+        other.goto(html.as_uri())
+        other.wait_for_load_state("load")
+        links = other.evaluate("Array.from(document.querySelectorAll('[href],[src]'), (e) => e.href || e.src)")
+        assert links, html
+        for url in links:
+            parsed = urlparse(url)
+            if parsed.scheme == "https":  # a paper's reference link: never fetched by the page
+                continue
+            assert parsed.scheme == "file", (html.name, url)
+            assert Path(unquote(parsed.path)).is_file(), (html.name, url)
+        broken = other.evaluate("Array.from(document.images).filter((i) => !i.complete || i.naturalWidth === 0)"
+                                ".map((i) => i.src)")
+        assert not broken, (html.name, broken)
+        if html.name.startswith("defense-script"):
+            assert other.locator("h1", has_text=HOSTILE).count() == 1
+        other.close()
 
-    ARTIFACTS.mkdir(exist_ok=True)
+    shot = tmp_path / "site.png"
     page.evaluate("window.scrollTo(0, 0)")  # the sticky filter bar would otherwise cover the plot
-    page.screenshot(path=str(ARTIFACTS / "site.png"), full_page=True)
+    page.screenshot(path=str(shot), full_page=True)
+    print(f"screenshot: {shot}")
     assert not errors, errors
     assert not foreign, foreign
     page.close()

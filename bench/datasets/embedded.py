@@ -63,6 +63,7 @@ import numpy as np
 import torch
 
 from bench.api import DatasetInfo, IQADataset, IQASplit, register_dataset
+from bench.datasets.sampling import stratified as _stratified
 
 log = logging.getLogger(__name__)
 
@@ -494,15 +495,6 @@ class EmbeddedDataset(IQADataset):
         if n is not None and n < len(test_idx):
             test_idx = _stratified(test_idx, arrays["mos"][test_idx], n, seed)
         return _make_split(arrays, train_idx), _make_split(arrays, test_idx)
-
-
-def _stratified(idx: np.ndarray, mos: np.ndarray, n: int, seed: int) -> np.ndarray:
-    """One image drawn from each of n equal-count MOS strata: a small test set keeps the
-    whole score range, which a plain random draw of a few images would not."""
-    rng = np.random.default_rng([seed, 7919])
-    order = idx[np.argsort(mos, kind="stable")]
-    picks = [int(rng.choice(chunk)) for chunk in np.array_split(order, n)]
-    return np.sort(np.asarray(picks))
 
 
 def _make_split(arrays: dict[str, np.ndarray], idx: np.ndarray) -> IQASplit:

@@ -1,62 +1,124 @@
 """Plots for the site, drawn with matplotlib's object API on the Agg canvas.
 
-No pyplot: it would switch the process-wide backend and keep figures alive. The PNG is
-saved without the Software tag and at a fixed dpi, so the same records give the same bytes.
+No pyplot: it would switch the process-wide backend and keep figures alive. PNGs are
+saved without the Software tag and at a fixed dpi, so the same records give the same
+bytes. Names are drawn with mathtext off: a "$" in a plugin's name is text, not TeX.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
-MAX_PANELS = 60  # keeps the figure (and render time) bounded for very wide matrices
+from bench.leaderboard.aggregate import ci
+
+MAX_PANELS = 8  # keeps a figure (and render time: ~0.1 s a panel) bounded for wide matrices
+MAX_LINES = 20
 MARKERS = "osD^vP*X"
 
 
-def gain_vs_eps(df: pd.DataFrame, path: Path) -> None:
-    """abs_gain against eps, one line per defense (worst over attacks), one panel per model."""
+@contextmanager
+def _figure(n_panels: int, path: Path, *, width: float = 3.0, height: float = 2.4) -> Iterator[tuple[Any, Any]]:
     import matplotlib as mpl
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
-    from matplotlib.lines import Line2D
 
-    ok = df[(df["status"] == "ok") & df["eps"].notna() & df["abs_gain"].notna()]
-    worst = ok.groupby(["model", "dataset", "defense", "eps"], sort=True)["abs_gain"].max().reset_index()
-    panels = sorted(set(zip(worst["model"], worst["dataset"])))
-    several_datasets = len({d for _, d in panels}) > 1
-    shown = panels[:MAX_PANELS]
-    defenses = sorted(worst["defense"].unique())
-    colors = mpl.colormaps["tab10"].colors  # explicit RGB: "C0" strings are slow to resolve
-    style = {d: {"color": colors[i % 10], "marker": MARKERS[i // 10 % len(MARKERS)]} for i, d in enumerate(defenses)}
-
-    ncols = max(1, min(4, len(shown)))
-    nrows = max(1, math.ceil(len(shown) / ncols))
-    # parse_math off: a name containing "$" must be drawn as text, not parsed as TeX.
+    ncols = max(1, min(4, n_panels))
+    nrows = max(1, math.ceil(n_panels / ncols))
     with mpl.rc_context({"text.parse_math": False, "font.size": 9}):
-        fig = Figure(figsize=(3.4 * ncols + 2.2, 2.7 * nrows + 0.6), dpi=100, layout="constrained")
+        # Fixed margins, no constrained layout: it measures every tick label (half the time).
+        w, h = width * ncols + 2.4, height * nrows + 0.8
+        fig = Figure(figsize=(w, h), dpi=90)
+        fig.subplots_adjust(left=0.7 / w, right=1 - 2.3 / w, bottom=0.5 / h, top=1 - 0.55 / h, wspace=0.15, hspace=0.6)
         FigureCanvasAgg(fig)
         axes = fig.subplots(nrows, ncols, squeeze=False, sharey=True)
-        for ax, (model, dataset) in zip(axes.flat, shown):
-            sub = worst[(worst["model"] == model) & (worst["dataset"] == dataset)]
-            for d, line in sub.groupby("defense", sort=True):
-                ax.plot(line["eps"], line["abs_gain"], lw=1.5, ms=4, **style[d])
-            ax.set_title(f"{model} · {dataset}" if several_datasets else model)
+        for ax in list(axes.flat)[n_panels:]:
+            ax.set_visible(False)
+        if n_panels == 0:
+            axes[0, 0].set_visible(True)
+            axes[0, 0].text(0.5, 0.5, "no successful cells", ha="center", va="center")
+            axes[0, 0].set_axis_off()
+        yield fig, axes
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fig.savefig(path, format="png", dpi=90, metadata={"Software": None})
+
+
+def _styles(names: list[str]) -> dict[str, dict[str, Any]]:
+    import matplotlib as mpl
+
+    colors = mpl.colormaps["tab10"].colors  # explicit RGB: "C0" strings are slow to resolve
+    return {d: {"color": colors[i % 10], "marker": MARKERS[i // 10 % len(MARKERS)]} for i, d in enumerate(names)}
+
+
+def _panels(df: pd.DataFrame, keys: list[str], limit: int) -> tuple[list[tuple], bool]:
+    panels = sorted(set(map(tuple, df[keys].itertuples(index=False)))) if len(df) else []
+    return panels, len(panels) > limit
+
+
+def gain_vs_eps(worst: pd.DataFrame, path: Path, *, line: str, panel: list[str], what: str,
+                max_panels: int = MAX_PANELS, legend: str = "") -> None:
+    """abs gain against eps with its 95% interval as a band: one line per `line` value,
+    one panel per `panel` tuple (from `aggregate.scopes` rows)."""
+    from matplotlib.lines import Line2D
+
+    df = worst[worst["abs_gain"].notna()]
+    panels, cut = _panels(df, panel, max_panels)
+    shown = panels[:max_panels]
+    names = sorted(df[line].unique())[:MAX_LINES] if len(df) else []
+    style = _styles(names)
+    with _figure(len(shown), path) as (fig, axes):
+        groups = {k: g for k, g in df.groupby(panel + [line], sort=True)}  # once: not a scan per panel
+        for ax, key in zip(axes.flat, shown):
+            for name in names:
+                g = groups.get((*key, name))
+                if g is None:
+                    continue
+                g = g.sort_values("eps")
+                eps, gain, lo, hi = (g[c].to_numpy(dtype=float) for c in ["eps", *ci("abs_gain")])
+                ax.plot(eps, gain, lw=1.5, ms=4, **style[name])
+                if np.isfinite(lo).any():
+                    ax.fill_between(eps, lo, hi, color=style[name]["color"], alpha=0.15, lw=0)
+            ax.set_title(" \u00b7 ".join(map(str, key)))
             ax.set_xlabel("eps (/255)")
             ax.grid(alpha=0.3)
         for ax in axes[:, 0]:
-            ax.set_ylabel("abs gain (worst attack)")
-        for ax in list(axes.flat)[len(shown):]:
-            ax.set_visible(False)
-        if not shown:
-            axes[0, 0].set_visible(True)
-            axes[0, 0].text(0.5, 0.5, "no successful cells yet", ha="center", va="center")
-            axes[0, 0].set_axis_off()
-        if defenses:  # explicit handles: a label starting with "_" would otherwise be dropped
-            handles = [Line2D([], [], **style[d]) for d in defenses]
-            fig.legend(handles, defenses, title="defense", loc="outside right upper")
-        if len(panels) > len(shown):
-            fig.suptitle(f"first {len(shown)} of {len(panels)} panels; all cells are in cells.csv")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fig.savefig(path, format="png", dpi=100, metadata={"Software": None})
+            ax.set_ylabel(f"abs gain ({what})")
+        if names:  # explicit handles: a label starting with "_" would otherwise be dropped
+            fig.legend([Line2D([], [], **style[n]) for n in names], names, title=legend or line, loc="upper right",
+                       fontsize=8)
+        if cut or len(style) < (df[line].nunique() if len(df) else 0):
+            fig.suptitle(f"first {len(shown)} of {len(panels)} panels, {len(names)} lines; the CSV holds all")
+
+
+def score_shift(shifts: pd.DataFrame, path: Path) -> None:
+    """One histogram of each image's oriented, scaled score shift f(x*) - f(x), one outline
+    per attack, pooled over models and datasets: the scaling (by each cell's clean scores)
+    makes shifts comparable across models, and one panel keeps 10,000-cell renders fast.
+    Columns: model, dataset, attack, shift."""
+    names = sorted(shifts["attack"].unique())[:MAX_LINES] if len(shifts) else []
+    style = _styles(names)
+    with _figure(1 if len(shifts) else 0, path, width=4.5, height=2.8) as (fig, axes):
+        if len(shifts):
+            ax = axes[0, 0]
+            lo, hi = float(shifts["shift"].min()), float(shifts["shift"].max())
+            bins = np.linspace(lo, hi if hi > lo else lo + 1e-3, 31)
+            for name, g in shifts.groupby("attack", sort=True):
+                if name in style:
+                    ax.hist(g["shift"], bins=bins, histtype="step", lw=1.4, color=style[name]["color"])
+            ax.axvline(0, color="0.4", lw=0.8)
+            pairs = shifts[["model", "dataset"]].drop_duplicates()
+            ax.set_title(f"{len(pairs)} model \u00b7 dataset pair(s), each at its largest eps")
+            ax.set_xlabel("score shift f(x*) - f(x)")
+            ax.set_ylabel("images")
+            ax.grid(alpha=0.3)
+        if names:
+            from matplotlib.patches import Patch
+
+            fig.legend([Patch(fill=False, edgecolor=style[n]["color"]) for n in names], names, title="attack",
+                       loc="upper right", fontsize=8)

@@ -1,7 +1,10 @@
 """Render the results store into a self-contained static folder that opens from file://.
 
-The output depends only on the records (no timestamps, sorted everywhere), so re-rendering
-the same results gives byte-identical files and the site can be diffed or committed.
+Pages: `index.html` (the leaderboard and every cell), `claim.html` (the orthogonal-flow
+comparison), one `defense-<slug>.html` and one `model-<slug>.html` each. Each page links
+CSV and JSON of exactly the rows it shows (under `data/`) and lists the provenance of
+those rows. The output depends only on the records (no timestamps, sorted everywhere),
+so re-rendering the same results gives byte-identical files.
 """
 
 from __future__ import annotations
@@ -12,43 +15,129 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+import pandas as pd
 from jinja2 import Environment, FileSystemLoader
 from markupsafe import Markup
 
 from bench import __version__
-from bench.leaderboard import plots, tables
+from bench.leaderboard import aggregate as agg
+from bench.leaderboard import claim, plots, tables
+from bench.leaderboard.examples import copy_example, shifts
+from bench.leaderboard.safe import external_url, slug
 from bench.store import ResultsStore, records_frame
 
 HERE = Path(__file__).parent
 STATIC_FILES = ("site.css", "site.js")
-PLOT = "plots/gain_vs_eps.png"
+DEFENSE_PANELS = 2  # per defense page: the first models; every cell is in its table and CSV
 
 
 def render_site(results_dir: str | Path, out_dir: str | Path) -> Path:
-    """Write index.html, cells.csv, cells.json, static/ and plots/ into out_dir; return index.html."""
-    records = sorted(ResultsStore(results_dir).records(), key=lambda r: r["key"])
+    """Write every page, its data files, plots and example images into out_dir; return index.html."""
+    results = Path(results_dir)
+    records = sorted(ResultsStore(results).records(), key=lambda r: r["key"])
     frame = records_frame(records)
     df = tables.prepare(frame)
     out = Path(out_dir)
-    (out / "static").mkdir(parents=True, exist_ok=True)
-
-    _write(out / "cells.csv", frame.to_csv(index=False, lineterminator="\n"))
-    _write(out / "cells.json", _records_json(records))
+    for sub in ("static", "data", "plots"):
+        (out / sub).mkdir(parents=True, exist_ok=True)
     for name in STATIC_FILES:
         shutil.copyfile(HERE / "static" / name, out / "static" / name)
-    plots.gain_vs_eps(df, out / PLOT)
+    _write(out / "cells.csv", frame.to_csv(index=False, lineterminator="\n"))
+    _write(out / "cells.json", _records_json(records))
 
-    mos_label, mos_pairs = tables.mos_names(df)
-    html = _env().get_template("index.html.j2").render(
-        version=__version__, n_cells=len(df), status_counts=sorted(df["status"].value_counts().items()),
-        mos_label=mos_label, mos_pairs=mos_pairs, filters=tables.filters(df),
-        summary_columns=tables.SUMMARY_COLUMNS, summary=tables.summary(df),
-        cell_columns=tables.CELL_COLUMNS, cells_json=_script_json(tables.cell_payload(df)),
-        provenance=tables.provenance(records), plot=PLOT,
-    )
-    index = out / "index.html"
-    _write(index, html)
-    return index
+    site = _Site(out, df, {r["key"]: r for r in records}, results)
+    site.index()
+    site.claim()
+    for name in sorted(df["defense"].unique()):
+        site.defense(name)
+    for name in sorted(df["model"].unique()):
+        site.model(name)
+    return out / "index.html"
+
+
+class _Site:
+    """What every page shares: the frame, the links between pages, the template env."""
+
+    def __init__(self, out: Path, df: pd.DataFrame, by_key: dict[str, dict[str, Any]], results: Path) -> None:
+        self.out, self.df, self.by_key, self.results = out, df, by_key, results
+        self.ranked, self.suite_note = agg.ranked_cells(df)
+        self.scoped = agg.scopes(self.ranked)
+        self.quality = agg.clean_quality(self.ranked)
+        self.hrefs = {"defense": {d: f"defense-{slug(d)}.html" for d in sorted(df["defense"].unique())},
+                      "model": {m: f"model-{slug(m)}.html" for m in sorted(df["model"].unique())}}
+        self.env = _env()
+        self.mos_label, self.mos_pairs = tables.mos_names(df)
+
+    def _page(self, page: str, template: str, rows: pd.DataFrame, data: pd.DataFrame, title: str, **ctx: Any) -> None:
+        """Write `page`.html with its data/<page>.csv and .json (the rows shown) and the
+        provenance of the cells behind them."""
+        data.to_csv(self.out / "data" / f"{page}.csv", index=False, lineterminator="\n")
+        _write(self.out / "data" / f"{page}.json", _json_frame(data))
+        html = self.env.get_template(template).render(
+            title=title, version=__version__, provenance=tables.provenance(rows), data_name=page,
+            hrefs=self.hrefs, mos_label=self.mos_label, mos_pairs=self.mos_pairs,
+            suite_note=self.suite_note, **ctx)
+        _write(self.out / f"{page}.html", html)
+
+    def index(self) -> None:
+        columns, rows = tables.leaderboard(self.ranked, self.scoped, self.quality)
+        cells = tables.payload(tables.CELL_COLUMNS, tables.cell_rows(self.df), self.hrefs, tables.cell_class)
+        board = tables.payload(columns, rows, self.hrefs, tables.leaderboard_class)
+        plot = "plots/gain_vs_eps.png"
+        plots.gain_vs_eps(self.scoped[self.scoped["scope"] == agg.ALL_ATTACKS], self.out / plot,
+                          line="defense", panel=["model", "dataset"], what="worst attack")
+        self._page("index", "index.html.j2", self.df, tables.flat(columns, rows), "IQA adversarial robustness leaderboard",
+                   n_cells=len(self.df), status_counts=sorted(self.df["status"].value_counts().items()),
+                   filters=tables.filters(self.df), board_columns=columns, board_json=_script_json(board),
+                   all_attacks=agg.ALL_ATTACKS, cell_columns=tables.CELL_COLUMNS, cells_json=_script_json(cells),
+                   plot=plot, clean_loss=agg.CLEAN_LOSS)
+
+    def _comparison(self, page: str, groups: list[dict[str, Any]], rows: pd.DataFrame, title: str,
+                    plot_df: pd.DataFrame, panel: list[str], **ctx: Any) -> None:
+        plot = f"plots/{page}.png"
+        plots.gain_vs_eps(plot_df, self.out / plot, line="defense", panel=panel, what="worst attack")
+        flat = [{"model": g["model"], "dataset": g["dataset"], **r} for g in groups for r in g["rows"]]
+        eps = sorted({e for g in groups for e in g["eps"]})
+        cols = [tables.Column("model", ""), tables.Column("dataset", ""), tables.Column("defense", ""),
+                tables.Column("role", ""), tables.Column("defense_kind", ""),
+                tables.Column("srocc_clean", "", "est"), tables.Column("srocc_delta", "", "dec3"),
+                tables.Column("plcc_clean", "", "dec3"), tables.Column("flags", "")]
+        cols += [tables.Column(f"{m}@{e}", "", "est") for e in eps for m, _ in claim.MEASURES]
+        self._page(page, "compare.html.j2", rows, tables.flat(cols, flat), title, groups=groups, plot=plot,
+                   measures=claim.MEASURES, clean_loss=agg.CLEAN_LOSS, **ctx)
+
+    def claim(self) -> None:
+        groups = claim.tables(self.ranked, scoped=self.scoped, quality=self.quality)
+        keep = {(g["model"], g["dataset"], r["defense"]) for g in groups for r in g["rows"]}
+        s = self.scoped[self.scoped["scope"] == agg.ALL_ATTACKS]
+        s = s[pd.MultiIndex.from_frame(s[agg.GROUP]).isin(list(keep))]
+        rows = self.df[pd.MultiIndex.from_frame(self.df[agg.GROUP]).isin(list(keep))]
+        self._comparison("claim", groups, rows, "The claim: robustness by architecture", s, ["model", "dataset"],
+                         claim_page=True, full=claim.FULL)
+
+    def model(self, name: str) -> None:
+        groups = claim.tables(self.ranked, model=name, claim_only=False, scoped=self.scoped, quality=self.quality)
+        s = self.scoped[(self.scoped["scope"] == agg.ALL_ATTACKS) & (self.scoped["model"] == name)]
+        self._comparison(f"model-{slug(name)}", groups, self.df[self.df["model"] == name], f"Model {name}", s,
+                         ["dataset"], claim_page=False)
+
+    def defense(self, name: str) -> None:
+        rows = self.df[self.df["defense"] == name]
+        page = f"defense-{slug(name)}"
+        recs = [self.by_key[k] for k in rows["key"]]
+        meta = next((r["meta"]["defense"] for r in recs if r.get("meta", {}).get("defense")), {})
+        params = sorted({json.dumps(r.get("config", {}).get("defense", {}).get("params", {}), sort_keys=True)
+                         for r in recs})
+        s = self.scoped[(self.scoped["defense"] == name) & (self.scoped["scope"] != agg.ALL_ATTACKS)]
+        curve, hist = f"plots/{page}-gain.png", f"plots/{page}-shift.png"
+        plots.gain_vs_eps(s, self.out / curve, line="scope", panel=["model", "dataset"], what="per attack",
+                          max_panels=DEFENSE_PANELS, legend="attack")
+        plots.score_shift(shifts(rows, self.by_key), self.out / hist)
+        cells = tables.payload(tables.CELL_COLUMNS, tables.cell_rows(rows), self.hrefs, tables.cell_class)
+        self._page(page, "defense.html.j2", rows, rows, f"Defense {name}", name=name, meta=meta,
+                   reference=external_url(str(meta.get("reference", ""))), params=params, curve=curve, hist=hist,
+                   example=copy_example(rows, self.by_key, self.results, self.out), n_cells=len(rows),
+                   filters=tables.filters(rows), cell_columns=tables.CELL_COLUMNS, cells_json=_script_json(cells))
 
 
 def _env() -> Environment:
@@ -62,9 +151,12 @@ def _fmt(v: Any, kind: str = "text") -> str:
     """Display form shared with site.js: 3 decimals, an en dash where there is no number."""
     if kind == "text":
         return tables.text(v)
-    if v is None:
+    if kind == "est":
+        v = None if v is None else v[0]
+    n = tables.number(v)
+    if n is None:
         return "\u2013"
-    return f"{v:.3f}" if kind == "dec3" else str(v)
+    return f"{n:.3f}" if kind in ("dec3", "est") else str(n)  # 8.0 shows as 8, as in site.js
 
 
 def _script_json(obj: Any) -> Markup:
@@ -72,6 +164,11 @@ def _script_json(obj: Any) -> Markup:
     s = json.dumps(obj, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
     s = s.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026")
     return Markup(s.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _json_frame(df: pd.DataFrame) -> str:
+    """Rows as standard JSON objects (NaN as null), keys in column order."""
+    return df.to_json(orient="records", indent=1, force_ascii=False) + "\n"
 
 
 def _records_json(records: list[dict[str, Any]]) -> str:

@@ -1,49 +1,47 @@
-"""Turn the flattened records into what the page shows: summary, cell table, provenance.
+"""Turn the flattened records into the tables the pages show, as plain data (no HTML).
 
-Everything here is plain data (no HTML): the template does the escaping, so no string
-from a record ever reaches the page unescaped. Every iteration is sorted so that the
-same records always give the same page.
+The templates and site.js do the escaping, so no string from a record ever reaches a
+page unescaped. Tables that may hold thousands of rows travel as compact JSON
+(`payload`) built into rows by site.js; every iteration is sorted, so the same records
+always give the same page.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
+
+from bench.leaderboard import aggregate as agg
+from bench.leaderboard.aggregate import ci
 
 
 @dataclass(frozen=True)
 class Column:
     key: str
     label: str
-    kind: str = "text"  # "text", "num" (shown as is) or "dec3" (3 decimals)
+    kind: str = "text"  # "text", "num" (as is), "dec3" (3 decimals), "est" ([value, lo, hi(, flagged)])
     mos: bool = False  # a correlation with the dataset's MOS: the header names it
+    eps: float | None = None  # a per-budget column: the eps filter hides the others
+    link: str = ""  # "defense" or "model": the text links to that page
+    title: str = ""  # the header's tooltip: what the number is
 
 
-# The big per-cell table; the page builds it from compact JSON (see `cell_payload`).
+# The per-cell table; the pages build it from compact JSON (see `payload`).
 CELL_COLUMNS = [
-    Column("model", "model"), Column("dataset", "dataset"), Column("defense", "defense"),
+    Column("model", "model", link="model"), Column("dataset", "dataset"), Column("defense", "defense", link="defense"),
     Column("defense_kind", "defense kind"), Column("attack", "attack"),
     Column("eps", "eps (/255)", "num"), Column("status", "status"), Column("n_images", "images", "num"),
     Column("srocc_clean", "SROCC clean", "dec3", mos=True),
     Column("srocc_attacked", "SROCC attacked", "dec3", mos=True),
     Column("plcc_clean", "PLCC clean", "dec3", mos=True),
     Column("abs_gain", "abs gain", "dec3"), Column("rel_gain", "rel gain", "dec3"),
+    Column("robustness_score", "MSU R", "dec3", title="MSU robustness score: higher is more robust"),
     Column("psnr", "PSNR", "dec3"), Column("ssim", "SSIM", "dec3"),
     Column("flags", "flags"), Column("attack_view", "attack view"), Column("message", "message"),
-]
-
-SUMMARY_COLUMNS = [
-    Column("rank", "#", "num"), Column("model", "model"), Column("dataset", "dataset"),
-    Column("defense", "defense"), Column("defense_kind", "defense kind"),
-    Column("cells", "ok / cells"), Column("flagged", "flagged cells", "num"),
-    Column("srocc_clean", "SROCC clean", "dec3", mos=True),
-    Column("plcc_clean", "PLCC clean", "dec3", mos=True),
-    Column("worst_gain", "worst abs gain", "dec3"), Column("worst_rel_gain", "rel gain (worst)", "dec3"),
-    Column("worst_srocc", "SROCC attacked (worst)", "dec3", mos=True), Column("worst_at", "worst at"),
 ]
 
 FILTERS = [("model", "model"), ("dataset", "dataset"), ("defense", "defense"),
@@ -57,16 +55,18 @@ PROVENANCE_KEYS = [
 
 _TEXT_KEYS = ("model", "dataset", "defense", "defense_kind", "attack", "status", "flags",
               "attack_view", "message", "mos_name")
+_NUMBER_KEYS = ("eps", "n_images", "srocc_attacked", "plcc_clean", "plcc_attacked", "psnr", "ssim",
+                *ci("srocc_clean"), *(c for m in agg.WORST for c in ci(m)))
 
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
-    """Give even an empty or partial frame every column the page reads, with sane types."""
+    """Give even an empty or partial frame (old records lack intervals) every column the
+    pages read, with sane types."""
     df = df.copy()
     for k in _TEXT_KEYS:
         df[k] = df[k].map(text) if k in df.columns else ""
-    for c in CELL_COLUMNS:
-        if c.kind != "text":
-            df[c.key] = pd.to_numeric(df[c.key], errors="coerce") if c.key in df.columns else math.nan
+    for k in _NUMBER_KEYS:
+        df[k] = pd.to_numeric(df[k], errors="coerce") if k in df.columns else math.nan
     return df
 
 
@@ -75,66 +75,183 @@ def text(v: Any) -> str:
 
 
 def number(v: Any, kind: str = "num") -> int | float | None:
-    """The value the page shows and sorts by: None where missing or not finite."""
+    """The value a page shows and sorts by: None where missing or not finite."""
     try:
         v = float(v)
     except (TypeError, ValueError):
         return None
     if not math.isfinite(v):
         return None
-    if kind == "dec3":
+    if kind in ("dec3", "est"):
         return round(v, 3)
     return int(v) if v.is_integer() else v
 
 
-def cell_payload(df: pd.DataFrame) -> dict[str, Any]:
-    """Rows as arrays, strings interned once: keeps index.html small at 10,000 cells."""
+def estimate(v: Any, lo: Any, hi: Any, flagged: bool = False) -> list[Any] | None:
+    """[value, lo, hi] (a trailing 1 when flagged); None without a value."""
+    v = number(v, "est")
+    if v is None:
+        return None
+    out: list[Any] = [v, number(lo, "est"), number(hi, "est")]
+    return out + [1] if flagged else out
+
+
+def estimates(df: pd.DataFrame, key: str, flagged: str | None = None) -> list[list[Any] | None]:
+    """`estimate` for every row of a frame at once (rounding vectorized: 10,000 rows)."""
+    vals = df[ci(key)].to_numpy(dtype=float).round(3).tolist()
+    flags = df[flagged].to_numpy(dtype=bool).tolist() if flagged else [False] * len(vals)
+    out: list[list[Any] | None] = []
+    for (v, lo, hi), f in zip(vals, flags):
+        if not math.isfinite(v):
+            out.append(None)
+            continue
+        e = [v, lo if math.isfinite(lo) else None, hi if math.isfinite(hi) else None]
+        out.append(e + [1] if f else e)
+    return out
+
+
+def payload(columns: list[Column], rows: Iterable[dict[str, Any]], hrefs: dict[str, dict[str, str]],
+            row_class: Callable[[dict[str, Any]], str] = lambda r: "") -> dict[str, Any]:
+    """Rows as arrays, strings interned once: keeps a page small at 10,000 rows."""
     strings: dict[str, int] = {}
-    columns = []
-    for c in CELL_COLUMNS:
-        if c.kind == "text":
-            values = df[c.key].str.replace(";", "; ") if c.key == "flags" else df[c.key]  # lets flags wrap
-            columns.append([strings.setdefault(s, len(strings)) for s in values])
+    out_rows, classes = [], []
+    for r in rows:
+        vals = []
+        for c in columns:
+            v = r.get(c.key)
+            if c.kind == "text":
+                v = text(v).replace(";", "; ") if c.key == "flags" else text(v)  # lets flags wrap
+                vals.append(strings.setdefault(v, len(strings)))
+            elif c.kind == "est":
+                vals.append(v)
+            else:
+                vals.append(number(v, c.kind))
+        out_rows.append(vals)
+        classes.append(row_class(r))
+    return {"cols": [{"key": c.key, "kind": c.kind, "link": c.link} for c in columns], "strings": list(strings),
+            "rows": out_rows, "classes": classes if any(classes) else [], "hrefs": hrefs}
+
+
+def cell_rows(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return df[[c.key for c in CELL_COLUMNS]].to_dict("records")
+
+
+def cell_class(r: dict[str, Any]) -> str:
+    st = "st-" + r["status"] if r["status"] in ("error", "skipped") else ""
+    return " ".join(x for x in (st, "flagged" if r["flags"] else "") if x)
+
+
+def leaderboard_columns(eps_values: list[float]) -> list[Column]:
+    cols = [
+        Column("rank", "#", "num", title="within model and dataset; flagged rows are not ranked"),
+        Column("model", "model", link="model"), Column("dataset", "dataset"),
+        Column("defense", "defense", link="defense"), Column("defense_kind", "kind"),
+        Column("attack", "attack"),
+        Column("worst_abs_gain", "worst abs gain", "est", title="largest abs gain over attacks and eps; 95% CI"),
+        Column("worst_at", "at"),
+        Column("worst_robustness_score", "worst MSU R", "est", title="smallest MSU robustness score; 95% CI"),
+        Column("srocc_clean", "SROCC clean", "est", mos=True),
+        Column("srocc_delta", "\u0394 SROCC vs none", "dec3", title="clean SROCC minus none's; < -0.05 is marked"),
+        Column("plcc_clean", "PLCC clean", "dec3", mos=True),
+    ]
+    for e in eps_values:
+        cols.append(Column(f"abs_gain@{number(e)}", f"gain @{number(e)}", "est", eps=e))
+    for e in eps_values:
+        cols.append(Column(f"robustness_score@{number(e)}", f"MSU R @{number(e)}", "est", eps=e))
+    return cols + [Column("flags", "reliability flags"), Column("n_cells", "ok cells", "num")]
+
+
+def leaderboard(df: pd.DataFrame, scoped: pd.DataFrame | None = None,
+                quality: pd.DataFrame | None = None) -> tuple[list[Column], list[dict[str, Any]]]:
+    """One row per (model, dataset, defense) and attack scope: the worst over all attacks
+    (what the page shows by default) and each attack alone (the attack filter).
+
+    Rows are ordered and ranked within (model, dataset, scope) by worst abs gain, most
+    robust first; rows with any flagged cell come after the others, unranked."""
+    scoped = agg.scopes(df) if scoped is None else scoped
+    eps_values = sorted(scoped["eps"].dropna().unique()) if len(scoped) else []
+    columns = leaderboard_columns(eps_values)
+    if scoped.empty:
+        return columns, []
+    # Plain dicts: a MultiIndex .loc per row costs a second at 10,000 cells.
+    quality_d = (agg.clean_quality(df) if quality is None else quality).set_index(agg.GROUP).to_dict("index")
+    worst_d = agg.overall(scoped).set_index(agg.GROUP + ["scope"]).to_dict("index")
+    rows: dict[tuple, dict[str, Any]] = {}
+    per_eps = {m: estimates(scoped, m, "flagged") for m in ("abs_gain", "robustness_score")}
+    eps_label = [number(e) for e in scoped["eps"]]
+    for i, r in enumerate(scoped[agg.GROUP + ["scope", "n_cells"]].itertuples(index=False)):
+        key = (r.model, r.dataset, r.defense, r.scope)
+        row = rows.get(key)
+        if row is None:
+            q, w = quality_d[(r.model, r.dataset, r.defense)], worst_d[key]
+            row = rows[key] = {
+                "model": r.model, "dataset": r.dataset, "defense": r.defense, "defense_kind": q["defense_kind"],
+                "attack": r.scope, "flagged": bool(w["any_flagged"]), "clean_loss": bool(q["clean_loss"]),
+                "flags": w["flags"], "n_cells": 0,
+                "srocc_clean": estimate(*(q[c] for c in ci("srocc_clean"))),
+                "srocc_delta": number(q["srocc_delta"], "dec3"), "plcc_clean": number(q["plcc_clean"], "dec3"),
+                "worst_abs_gain": estimate(*(w[c] for c in ci("worst_abs_gain")), flagged=bool(w["any_flagged"])),
+                "worst_robustness_score": estimate(*(w[c] for c in ci("worst_robustness_score")),
+                                                   flagged=bool(w["any_flagged"])),
+                "worst_at": f"{text(w['worst_abs_gain_attack'])} @ {number(w['worst_abs_gain_eps'])}",
+            }
+        row["n_cells"] += int(r.n_cells)
+        for m, values in per_eps.items():
+            row[f"{m}@{eps_label[i]}"] = values[i]
+    rows.update(_failed_groups(df, {k[:3] for k in rows}))
+    ordered = sorted(rows.values(), key=lambda x: (
+        x["attack"] != agg.ALL_ATTACKS, x["attack"], x["model"], x["dataset"], x["flagged"],
+        x["worst_abs_gain"] is None, x["worst_abs_gain"][0] if x["worst_abs_gain"] else 0.0, x["defense"]))
+    rank: dict[tuple, int] = {}
+    for x in ordered:
+        k = (x["attack"], x["model"], x["dataset"])
+        if x["flagged"] or x["worst_abs_gain"] is None:
+            x["rank"] = None
         else:
-            columns.append([number(v, c.kind) for v in df[c.key]])
-    return {
-        "cols": [{"key": c.key, "kind": c.kind} for c in CELL_COLUMNS],
-        "strings": list(strings),
-        "rows": [list(r) for r in zip(*columns)],
-    }
+            x["rank"] = rank[k] = rank.get(k, 0) + 1
+    return columns, ordered
 
 
-def summary(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """One row per (model, dataset, defense); worst case = max abs_gain over attacks and eps."""
-    rows = []
-    for (model, dataset, defense), g in df.groupby(["model", "dataset", "defense"], sort=True):
-        ok = g[g["status"] == "ok"]
-        row = {
-            "model": model, "dataset": dataset, "defense": defense,
-            "defense_kind": g["defense_kind"].iloc[0], "cells": f"{len(ok)} / {len(g)}",
-            "mark": _mark(g, len(ok)), "flagged": int((g["flags"] != "").sum()),
-            "srocc_clean": number(ok["srocc_clean"].mean(), "dec3"),
-            "plcc_clean": number(ok["plcc_clean"].mean(), "dec3"),
-            "worst_gain": None, "worst_rel_gain": None, "worst_srocc": None, "worst_at": "",
+def _failed_groups(df: pd.DataFrame, shown: set[tuple]) -> dict[tuple, dict[str, Any]]:
+    """Defenses with no ok cell on a model and dataset: listed (unranked, with their
+    statuses) rather than silently missing from the leaderboard."""
+    out = {}
+    for (model, dataset, defense), g in df.groupby(agg.GROUP, sort=True):
+        if (model, dataset, defense) in shown:
+            continue
+        counts = g["status"].value_counts()
+        status = "skipped" if (g["status"] == "skipped").all() else "error"
+        out[(model, dataset, defense, agg.ALL_ATTACKS)] = {
+            "model": model, "dataset": dataset, "defense": defense, "defense_kind": g["defense_kind"].iloc[0],
+            "attack": agg.ALL_ATTACKS, "flagged": True, "clean_loss": False, "status": status, "n_cells": 0,
+            "flags": "no ok cell: " + ", ".join(f"{n} {st}" for st, n in sorted(counts.items())),
+            "srocc_clean": None, "srocc_delta": None, "plcc_clean": None, "worst_abs_gain": None,
+            "worst_robustness_score": None, "worst_at": "",
         }
-        gains = ok["abs_gain"]
-        if gains.notna().any():
-            w = ok.loc[gains.idxmax()]  # first of ties in the frame's sorted order
-            row.update(worst_gain=number(w["abs_gain"], "dec3"), worst_rel_gain=number(w["rel_gain"], "dec3"),
-                       worst_srocc=number(w["srocc_attacked"], "dec3"),
-                       worst_at=f"{w['attack']} @ {number(w['eps'])}")
-        rows.append(row)
-    rows.sort(key=lambda r: (r["worst_gain"] is None, r["worst_gain"] or 0.0))  # stable: name order breaks ties
-    for i, r in enumerate(rows, 1):
-        r["rank"] = i
-    return rows
+    return out
 
 
-def _mark(group: pd.DataFrame, n_ok: int) -> str:
-    """Row class: a group with no ok cell is marked like its cells; one with flags is flagged."""
-    if n_ok == 0:
-        return "st-skipped" if (group["status"] == "skipped").all() else "st-error"
-    return "flagged" if (group["flags"] != "").any() else ""
+def leaderboard_class(r: dict[str, Any]) -> str:
+    if "status" in r:
+        return f"st-{r['status']}"
+    return " ".join(c for c, on in (("flagged", r["flagged"]), ("clean-loss", r["clean_loss"])) if on)
+
+
+def flat(columns: list[Column], rows: list[dict[str, Any]]) -> pd.DataFrame:
+    """The rows as shown, for CSV and JSON: an estimate becomes value, ci_lo, ci_hi."""
+    out = []
+    for r in rows:
+        d: dict[str, Any] = {}
+        for c in columns:
+            v = r.get(c.key)
+            if c.kind == "est":
+                v = v or [None, None, None]
+                d[c.key], d[f"{c.key}_ci_lo"], d[f"{c.key}_ci_hi"] = v[:3]
+                d[f"{c.key}_flagged"] = len(v) > 3
+            else:
+                d[c.key] = v
+        out.append(d)
+    return pd.DataFrame(out, columns=None if out else [c.key for c in columns])
 
 
 def filters(df: pd.DataFrame) -> list[dict[str, Any]]:
@@ -155,18 +272,16 @@ def mos_names(df: pd.DataFrame) -> tuple[str, list[tuple[str, str]]]:
     return label, pairs
 
 
-def provenance(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """Every distinct value (with its cell count), so mixed runs are visible at a glance."""
-    counts: dict[str, Counter[str]] = {k: Counter() for k, _ in PROVENANCE_KEYS}
-    dates = []
-    for r in records:
-        prov = r.get("provenance", {})
-        for k, _ in PROVENANCE_KEYS:
-            v = prov.get(k)
-            if isinstance(v, dict):
-                v = ", ".join(f"{hk}={text(hv)}" for hk, hv in sorted(v.items()))
-            counts[k][text(v) or "unknown"] += 1
-        if prov.get("date"):
-            dates.append(str(prov["date"]))
-    items = [(label, sorted(counts[k].items())) for k, label in PROVENANCE_KEYS if counts[k]]
-    return {"items": items, "first": min(dates, default=""), "last": max(dates, default="")}
+def provenance(df: pd.DataFrame) -> dict[str, Any]:
+    """Every distinct value (with its cell count) among the cells a page shows, so mixed
+    runs are visible at a glance."""
+    items = []
+    for k, label in PROVENANCE_KEYS:
+        col = f"prov_{k}"
+        values = df[col].map(text).replace("", "unknown") if col in df.columns else pd.Series(["unknown"] * len(df))
+        counts = values.value_counts()
+        if len(counts):
+            items.append((label, sorted(counts.items())))
+    dates = df["prov_date"].dropna().map(str) if "prov_date" in df.columns else pd.Series([], dtype=str)
+    dates = dates[dates != ""]
+    return {"items": items, "first": dates.min() if len(dates) else "", "last": dates.max() if len(dates) else ""}

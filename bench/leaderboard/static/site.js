@@ -1,9 +1,11 @@
-// Leaderboard behaviour: sort tables by header (mouse or keyboard: headers are buttons)
-// and filter rows with the selects. Plain DOM, no libraries, no network (works from file://).
+// Site behaviour: sort tables by header (mouse or keyboard: headers are buttons), filter
+// rows with the selects, hide per-eps columns with the eps filter. Plain DOM, no
+// libraries, no network (works from file://).
 //
 // Each table is a list of entries {values, tr}. Sorting and filtering work on the values;
 // only the first PAGE matching rows are attached, because laying out 10,000 table rows
-// takes the browser seconds. The cell table's rows are built lazily from embedded JSON.
+// takes the browser seconds. JSON tables build their rows lazily, with textContent only,
+// so a name from the results can never become markup.
 "use strict";
 
 const PAGE = 1000;
@@ -19,7 +21,7 @@ function format(v, kind) {
 
 function register(el, entries, buildRow) {
   const heads = Array.from(el.tHead.rows[0].cells);
-  const t = { el, entries, buildRow, limit: PAGE, cols: heads.map((th) => th.dataset.col) };
+  const t = { el, entries, buildRow, limit: PAGE, cols: heads.map((th) => th.dataset.col), heads };
   for (const th of heads) {
     th.querySelector("button").addEventListener("click", () => { sort(t, th); draw(t); });
   }
@@ -41,15 +43,24 @@ function sort(t, th) {
   th.setAttribute("aria-sort", dir);
 }
 
-// A filter applies to every table that has its column; other tables ignore it.
+// A filter applies to every table that has its column; an empty filter takes the table's
+// default for that column if it declares one (the leaderboard: attack = "all (worst)").
+// The eps filter also hides per-eps columns (headers with data-eps) of other budgets.
 function draw(t) {
-  const tests = Array.from(document.querySelectorAll("select[data-filter]"))
-    .filter((s) => s.value !== "")
-    .map((s) => [t.cols.indexOf(s.dataset.filter), s.value])
-    .filter(([i]) => i >= 0);
+  const selects = Array.from(document.querySelectorAll("select[data-filter]"));
+  const tests = selects
+    .map((s) => [t.cols.indexOf(s.dataset.filter), s.value || t.el.dataset["default" + cap(s.dataset.filter)] || ""])
+    .filter(([i, v]) => i >= 0 && v !== "");
   const view = t.entries.filter((e) => tests.every(([i, v]) => String(e.values[i]) === v));
+  const eps = selects.find((s) => s.dataset.filter === "eps");
+  const hide = t.heads.map((th) => eps !== undefined && eps.value !== "" && th.dataset.eps !== undefined && th.dataset.eps !== eps.value);
+  t.heads.forEach((th, i) => { th.hidden = hide[i]; });
   const frag = document.createDocumentFragment();
-  for (const e of view.slice(0, t.limit)) frag.appendChild(e.tr || (e.tr = t.buildRow(e.values)));
+  for (const e of view.slice(0, t.limit)) {
+    if (!e.tr) e.tr = t.buildRow(e.values, e.cls);
+    Array.from(e.tr.cells).forEach((td, i) => { td.hidden = hide[i]; });
+    frag.appendChild(e.tr);
+  }
   t.el.tBodies[0].replaceChildren(frag);
 
   const count = document.querySelector(`[data-count-for="${t.el.id}"]`);
@@ -66,7 +77,9 @@ function draw(t) {
   }
 }
 
-// Server-rendered tables (the summary): values are read from the cells once.
+function cap(s) { return s.charAt(0).toUpperCase() + s.slice(1); }
+
+// Server-rendered tables: values are read from the cells once (data-v holds numbers).
 function fromDom(el) {
   const entries = Array.from(el.tBodies[0].rows, (tr) => ({
     tr,
@@ -78,44 +91,75 @@ function fromDom(el) {
   register(el, entries, null);
 }
 
-// The cell table: rows as arrays with interned strings; textContent keeps them inert.
+// An estimate [value, lo, hi(, flagged)]: the value, its interval, and a mark if flagged.
+function fillEstimate(td, v) {
+  td.textContent = v === null ? DASH : v[0].toFixed(3);
+  if (v === null) return;
+  if (v[1] !== null && v[2] !== null) {
+    const s = document.createElement("span");
+    s.className = "ci";
+    s.textContent = `[${v[1].toFixed(3)}, ${v[2].toFixed(3)}]`;
+    td.appendChild(s);
+  }
+  if (v.length > 3) {
+    td.classList.add("flagged-v");
+    const w = document.createElement("span");
+    w.className = "warn";
+    w.title = "a cell behind this number is flagged";
+    w.textContent = "\u26a0";
+    td.appendChild(w);
+  }
+}
+
+// JSON tables: rows as arrays with interned strings (see tables.payload).
 function fromJson(el, src) {
   const data = JSON.parse(src.textContent);
-  const text = data.cols.map((c) => c.kind === "text");
-  const status = data.cols.findIndex((c) => c.key === "status");
-  const flags = data.cols.findIndex((c) => c.key === "flags");
-  const entries = data.rows.map((row) => ({
+  const kinds = data.cols.map((c) => c.kind);
+  const entries = data.rows.map((row, r) => ({
     tr: null,
-    values: row.map((v, i) => (text[i] ? data.strings[v] : v)),
+    cls: data.classes.length ? data.classes[r] : "",
+    raw: row,
+    values: row.map((v, i) => (kinds[i] === "text" ? data.strings[v] : kinds[i] === "est" ? (v === null ? null : v[0]) : v)),
   }));
-  register(el, entries, (values) => {
+  const byValues = new Map(entries.map((e) => [e.values, e.raw]));
+  register(el, entries, (values, cls) => {
+    const raw = byValues.get(values);
     const tr = document.createElement("tr");
     values.forEach((v, i) => {
       const td = tr.insertCell();
-      if (text[i]) {
-        td.textContent = v;
-      } else {
-        td.className = "num";
-        td.textContent = format(v, data.cols[i].kind);
+      const col = data.cols[i];
+      if (kinds[i] === "text") {
+        const href = col.link && data.hrefs[col.link] ? data.hrefs[col.link][v] : undefined;
+        if (href !== undefined) {
+          const a = document.createElement("a");
+          a.setAttribute("href", href);
+          a.textContent = v;
+          td.appendChild(a);
+        } else {
+          td.textContent = v;
+        }
+        return;
       }
+      td.className = "num";
+      if (kinds[i] === "est") fillEstimate(td, raw[i]);
+      else td.textContent = format(v, kinds[i]);
     });
-    if (values[status] === "error" || values[status] === "skipped") tr.classList.add("st-" + values[status]);
-    if (values[flags] !== "") tr.classList.add("flagged");
+    if (cls) tr.className = cls;
     return tr;
   });
 }
 
 document.addEventListener("DOMContentLoaded", () => {
-  const summary = document.getElementById("summary-table");
-  if (summary) fromDom(summary);
-  const cells = document.getElementById("cells");
-  const src = document.getElementById("cells-data");
-  if (cells && src) fromJson(cells, src);
-
-  const form = document.querySelector("form.filters");
+  for (const el of document.querySelectorAll("table.sortable")) {
+    const src = el.dataset.source ? document.getElementById(el.dataset.source) : null;
+    if (src) fromJson(el, src);
+    else fromDom(el);
+  }
   const redraw = () => tables.forEach(draw);
-  form.addEventListener("change", redraw);
-  form.addEventListener("reset", () => setTimeout(redraw));
-  form.addEventListener("submit", (e) => e.preventDefault());
+  for (const form of document.querySelectorAll("form.filters")) {
+    form.addEventListener("change", redraw);
+    form.addEventListener("reset", () => setTimeout(redraw));
+    form.addEventListener("submit", (e) => e.preventDefault());
+  }
   redraw();
 });

@@ -1,0 +1,28 @@
+"""Small pieces the hand-written attacks share: projection onto the threat model and
+keeping, per image, the best point seen (by objective value: regression has no
+"misclassified" to stop at, so the best point is the one with the highest objective)."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def project(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:
+    """Onto the L-inf ball of radius eps around x, then onto valid images [0, 1]."""
+    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
+
+
+class BestPoint:
+    """Per image, the highest-objective point seen so far (the clean image to start)."""
+
+    def __init__(self, x: Tensor, value: Tensor) -> None:
+        self.x = x.detach().clone()
+        self.value = value.detach().clone()
+
+    def update(self, x: Tensor, value: Tensor) -> Tensor:
+        """Keep x where it beats the best; returns the mask of images that improved."""
+        better = value.detach() > self.value
+        self.x[better] = x.detach()[better]
+        self.value[better] = value.detach()[better]
+        return better

@@ -1,0 +1,174 @@
+"""The claim under test, compared per model: the orthogonal-flow method and its ablations
+against no defense, adversarial training, NT and the best input purification.
+
+The sentence is generated from the numbers (never written by hand): at the largest
+budget both have, is the full method's worst-case gain below none's and adversarial
+training's, and do the 95% intervals overlap? Overlap is a conservative reading: no
+overlap means a clear difference; overlap means these data do not separate them.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.leaderboard import aggregate as agg
+from bench.leaderboard.aggregate import ci
+from bench.leaderboard.tables import estimate, estimates, number
+
+FULL = "ortho+act+prune"
+ORTHO_VARIANTS = ("ortho", "ortho+act", FULL, "act", "prune", "finetune-only")
+CLAIM_DEFENSES = ("none", *ORTHO_VARIANTS, "adv-train", "nt")
+RIVALS = (("none", "no defense"), ("adv-train", "adversarial training"))
+MEASURES = (("abs_gain", "abs gain"), ("rel_gain", "rel gain"), ("robustness_score", "MSU R"))
+START, END = "<!-- claim:start -->", "<!-- claim:end -->"
+
+
+def tables(df: pd.DataFrame, model: str | None = None, claim_only: bool = True,
+           scoped: pd.DataFrame | None = None, quality: pd.DataFrame | None = None) -> list[dict[str, Any]]:
+    """Per (model, dataset): rows (defense, clean quality, each measure at each eps with
+    its interval, worst over attacks), the eps shown, and the generated sentence.
+    `scoped` and `quality` (from aggregate) may be passed in when already computed."""
+    scoped = agg.scopes(df) if scoped is None else scoped
+    scoped = scoped[scoped["scope"] == agg.ALL_ATTACKS]
+    quality = agg.clean_quality(df) if quality is None else quality
+    if model is not None:
+        scoped, quality = scoped[scoped["model"] == model], quality[quality["model"] == model]
+    out = []
+    for (m, d), q in quality.groupby(["model", "dataset"], sort=True):
+        s = scoped[(scoped["model"] == m) & (scoped["dataset"] == d)]
+        roles = _roles(s, q) if claim_only else {name: "" for name in q["defense"]}
+        rows = [_row(name, role, q[q["defense"] == name].iloc[0], s[s["defense"] == name])
+                for name, role in sorted(roles.items(), key=lambda kv: _order(kv[0]))]
+        eps = sorted(s["eps"].unique())
+        text, at_eps = sentence(m, d, s, q)
+        out.append({"model": m, "dataset": d, "eps": [number(e) for e in eps], "rows": rows,
+                    "sentence": text, "claim_eps": at_eps})
+    return out
+
+
+def _order(name: str) -> tuple[int, str]:
+    return (CLAIM_DEFENSES.index(name) if name in CLAIM_DEFENSES else len(CLAIM_DEFENSES), name)
+
+
+def _roles(s: pd.DataFrame, q: pd.DataFrame) -> dict[str, str]:
+    roles = {name: "" for name in CLAIM_DEFENSES if name in set(q["defense"])}
+    best = best_purification(s, q)
+    if best:
+        roles[best] = "best purification"
+    return roles
+
+
+def best_purification(s: pd.DataFrame, q: pd.DataFrame) -> str | None:
+    """The purification with the smallest worst-case gain; unflagged ones first."""
+    names = set(q.loc[q["defense_kind"] == "purification", "defense"])
+    cand = s[s["defense"].isin(names) & s["abs_gain"].notna()]
+    if cand.empty:
+        return None
+    w = cand.groupby("defense").agg(gain=("abs_gain", "max"), flagged=("flagged", "any")).reset_index()
+    return str(w.sort_values(["flagged", "gain", "defense"]).iloc[0]["defense"])
+
+
+def _row(name: str, role: str, q: pd.Series, s: pd.DataFrame) -> dict[str, Any]:
+    row: dict[str, Any] = {
+        "defense": name, "role": role, "defense_kind": q["defense_kind"], "clean_loss": bool(q["clean_loss"]),
+        "srocc_clean": estimate(*q[ci("srocc_clean")]), "srocc_delta": number(q["srocc_delta"], "dec3"),
+        "plcc_clean": number(q["plcc_clean"], "dec3"), "flagged": bool(s["flagged"].any()),
+        "flags": agg.join_flags(s["flags"]),
+    }
+    eps = [number(e) for e in s["eps"]]
+    for key, _ in MEASURES:
+        row.update({f"{key}@{e}": v for e, v in zip(eps, estimates(s, key, "flagged"))})
+    return row
+
+
+def _fmt(e: list[Any] | None) -> str:
+    if e is None:
+        return "no result"
+    lo, hi = e[1], e[2]
+    ci_text = f" [{lo:.3f}, {hi:.3f}]" if lo is not None and hi is not None else " (no interval)"
+    return f"{e[0]:.3f}{ci_text}" + (" (flagged)" if len(e) > 3 else "")
+
+
+def _compare(full: list[Any], other: list[Any], who: str) -> str:
+    below = full[0] < other[0]
+    if None in (full[1], full[2], other[1], other[2]):
+        return f"{'below' if below else 'not below'} {who}'s (no intervals: overlap unknown)"
+    overlap = full[1] <= other[2] and other[1] <= full[2]
+    verdict = "the 95% intervals overlap, so these data do not separate them" if overlap \
+        else "the 95% intervals do not overlap"
+    return f"{'below' if below else 'not below'} {who}'s, and {verdict}"
+
+
+def sentence(model: str, dataset: str, s: pd.DataFrame, q: pd.DataFrame) -> tuple[str, float | None]:
+    """What the data show for one model and dataset, in one or two sentences, and the
+    budget it speaks of: the largest where both the full method and none have a result."""
+    def at(name: str, eps: float) -> list[Any] | None:
+        r = s[(s["defense"] == name) & (s["eps"] == eps)]
+        return None if r.empty else estimate(*r.iloc[0][ci("abs_gain")], bool(r.iloc[0]["flagged"]))
+
+    full_eps = set(s.loc[(s["defense"] == FULL) & s["abs_gain"].notna(), "eps"])
+    none_eps = set(s.loc[(s["defense"] == "none") & s["abs_gain"].notna(), "eps"])
+    if not full_eps:
+        last = number(s["eps"].max()) if s["eps"].notna().any() else None
+        return (f"{model} on {dataset}: the full method ({FULL}) has no successful cells, so the claim is not "
+                "tested here."), last
+    eps = max(full_eps & none_eps) if full_eps & none_eps else max(full_eps)
+    full = at(FULL, eps)
+    assert full is not None
+    parts = [(f"{model} on {dataset}, at eps {number(eps)}/255 against the worst attack: the full method ({FULL}) "
+              f"has abs gain {_fmt(full)}")]
+    for name, label in RIVALS:
+        other = at(name, eps)
+        if other is None:
+            parts.append(f"{label} ({name}) has no result at this budget")
+        else:
+            parts.append(f"{label} ({name}) {_fmt(other)}: the full method's gain is {_compare(full, other, name)}")
+    text = "; ".join(parts) + "."
+    qf = q[q["defense"] == FULL]
+    delta = number(qf["srocc_delta"].iloc[0], "dec3") if len(qf) else None
+    if delta is not None:
+        text += (f" It loses {-delta:.3f} clean SROCC against none (more than {agg.CLEAN_LOSS}): marked."
+                 if delta < -agg.CLEAN_LOSS else f" Its clean SROCC is within {agg.CLEAN_LOSS} of none's ({delta:+.3f}).")
+    if len(full) > 3:
+        text += " Some of its cells are flagged: read its gain with care."
+    return text, number(eps)
+
+
+def markdown(df: pd.DataFrame) -> str:
+    """The README section: per model and dataset, the sentence and a small table at the
+    budget the sentence uses."""
+    lines = ["Generated by `python -m bench site --readme README.md` from the results store; do not edit.", ""]
+    groups = tables(df)
+    if not groups:
+        lines.append("No results yet: run `python -m bench run --matrix quick`, then the command above.")
+    for g in groups:
+        eps = g["claim_eps"]
+        lines += [f"### {_md(g['model'])} on {_md(g['dataset'])}", "", _md(g["sentence"]), ""]
+        lines += [f"| defense | kind | SROCC clean [95% CI] | abs gain @{eps} [95% CI] | MSU R @{eps} [95% CI] |",
+                  "|---|---|---|---|---|"]
+        for r in g["rows"]:
+            name = _md(r["defense"]) + (f" ({r['role']})" if r["role"] else "") + (" \u26a0 clean loss" if r["clean_loss"] else "")
+            lines.append(f"| {name} | {_md(r['defense_kind'])} | {_fmt(r['srocc_clean'])} | "
+                         f"{_fmt(r.get(f'abs_gain@{eps}'))} | {_fmt(r.get(f'robustness_score@{eps}'))} |")
+        lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _md(s: str) -> str:
+    """Plugin names are data: no markdown table breaks, no raw HTML."""
+    return re.sub(r"([|\\`*_\[\]])", r"\\\1", str(s)).replace("<", "&lt;").replace(">", "&gt;")
+
+
+def rewrite_readme(path: str | Path, section: str) -> None:
+    """Replace the text between the claim markers; fail (never append) if they are missing."""
+    p = Path(path)
+    text = p.read_text(encoding="utf-8")
+    if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
+        raise ValueError(f"{p} needs exactly one {START} ... {END} pair")
+    head, rest = text.split(START)
+    _, tail = rest.split(END)
+    p.write_text(f"{head}{START}\n{section}{END}{tail}", encoding="utf-8", newline="\n")

@@ -1,0 +1,395 @@
+"""The attack suite: every attack raises a score the better way within its budget;
+BPDA and EOT get through defenses that fool the plain attack; reliability flags fire on
+models built to trigger them and stay quiet on a normal one; the matrix refuses
+mistakes before any work; the standard suite covers every attack."""
+
+from __future__ import annotations
+
+import importlib
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+import torch
+from conftest import write_matrix
+from torch import nn
+
+from bench.api import ATTACKS, MODELS, Defense, DefenseInfo, IQAModel, ModelInfo, create_attack
+from bench.errors import MatrixError
+from bench.gradients import AttackView, DefendedModel
+from bench.matrix import MATRIX_DIR, load_matrix
+from bench.plugins import load_plugins
+from bench.store import records_frame
+
+load_plugins()
+ROOT = Path(__file__).resolve().parent.parent
+EPS = 4 / 255
+FAST = {  # fewer iterations than the standard suite: the toy model needs no more
+    "fgsm": {}, "i-fgsm": {"steps": 5}, "pgd": {"steps": 5}, "mi-fgsm": {"steps": 5}, "apgd": {"steps": 10},
+    "korhonen": {"steps": 10}, "uap": {"epochs": 10, "batch_size": 8}, "perceptual": {"steps": 5},
+    "square": {"n_queries": 100},
+}
+GRADIENT_ATTACKS = [n for n in FAST if n != "square"]
+
+
+class TinyNet(IQAModel):
+    """A tiny differentiable no-reference 'IQA model': conv, ReLU, conv, mean."""
+
+    info = ModelInfo(name="tiny-net", lower_better=False, score_range=(-1, 1), kind="classic",
+                     differentiable=True)
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(0)
+        self.net = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), nn.Conv2d(8, 1, 3))
+
+    def forward(self, x):
+        return self.net(x).mean(dim=(1, 2, 3))
+
+
+def tiny(lower_better: bool) -> IQAModel:
+    model = TinyNet().eval()
+    model.info = ModelInfo(name="tiny-net", lower_better=lower_better, score_range=(-1, 1), kind="classic",
+                           differentiable=True)
+    return model
+
+
+class Identity(Defense):
+    info = DefenseInfo(name="id", kind="none")
+
+
+class Quantize(Defense):
+    """Rounds to 4 grey levels: the gradient through it is zero everywhere."""
+
+    info = DefenseInfo(name="quantize", kind="purification", differentiable=False, surrogate="identity")
+
+    def purify(self, x):
+        return torch.round(x * 3) / 3
+
+
+class Decoy(Defense):
+    """Randomized: per image and draw, with probability 0.7 a contrast-inverted, damped
+    copy 0.5 - 0.2 (x - 0.5), else the image itself. On a linear model most single draws
+    point the gradient the wrong way, yet the expected score rises along the true direction
+    (0.3 - 0.7 * 0.2 > 0): one draw per step misleads the attack, EOT does not."""
+
+    info = DefenseInfo(name="decoy", kind="purification", randomized=True)
+
+    def purify(self, x):
+        flip = (torch.rand(len(x), 1, 1, 1, device=x.device) < 0.7).to(x)
+        return flip * (0.5 - 0.2 * (x - 0.5)) + (1 - flip) * x
+
+
+class LinearNet(TinyNet):
+    """TinyNet without its ReLU: the same gradient everywhere, so that Decoy's draws
+    disagree in sign only, not by where they land."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = nn.Sequential(self.net[0], self.net[2])
+
+
+def images(n: int = 4, size: int = 24, seed: int = 1) -> torch.Tensor:
+    return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
+
+
+def run_attack(name: str, score, x: torch.Tensor, eps: float, lower_better: bool, train=None, **extra):
+    torch.manual_seed(0)
+    attack = create_attack(name, **{**FAST[name], **extra})
+    if attack.learns():
+        attack.prepare(score, images(32, x.shape[-1], seed=7) if train is None else train, eps, lower_better)
+    return attack(score, x, eps, lower_better)
+
+
+# ----------------------------------------------------------------------------- registry
+def test_every_attack_is_registered_with_its_metadata_and_documented():
+    assert set(FAST) <= set(ATTACKS.names())
+    for name in FAST:
+        cls = ATTACKS.get(name)
+        assert cls.info.norm == "Linf" and cls.info.budget_unit == "1/255"
+        assert cls.info.reference.startswith("https://") and cls.info.description
+        doc = importlib.import_module(cls.__module__).__doc__
+        assert "Threat model: L-inf" in doc, name
+        for param, default in cls.defaults.items():  # every argument with its default
+            assert f"{param}={default}" in doc, (name, param)
+    assert [n for n in FAST if not ATTACKS.get(n).info.needs_gradients] == ["square"]
+
+
+# ----------------------------------------------------------------------------- direction and budget
+@pytest.mark.parametrize("name", list(FAST))
+@pytest.mark.parametrize("lower_better", [False, True])
+def test_attack_moves_score_the_better_way_within_budget(name, lower_better):
+    model = tiny(lower_better)
+    view = AttackView(DefendedModel(model, Identity()))
+    x = images()
+    x_adv = run_attack(name, view, x, EPS, lower_better)
+    assert x_adv.shape == x.shape and torch.isfinite(x_adv).all()
+    assert (x_adv - x).abs().max() <= EPS + 1e-7 and x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():
+        change = model(x_adv) - model(x)
+    assert ((-change if lower_better else change) > 0).all(), change
+
+
+def test_perceptual_attack_keeps_ssim_above_its_bound():
+    from bench.attacks.perceptual import ssim
+
+    model = tiny(False)
+    x = torch.nn.functional.interpolate(images(4, 4), size=32, mode="bilinear")  # smooth: SSIM is sensitive
+    plain = run_attack("pgd", model, x, 16 / 255, False)
+    assert (ssim(plain, x) < 0.95).all()  # the bound binds: unconstrained PGD goes below it
+    for bound in (0.95, 0.98):
+        x_adv = run_attack("perceptual", model, x, 16 / 255, False, ssim_bound=bound)
+        assert (ssim(x_adv, x) >= bound).all()
+        with torch.no_grad():
+            assert (model(x_adv) > model(x)).all()
+
+
+def test_uap_is_one_pattern_learnt_from_train_images_and_tiled_to_other_sizes():
+    model = tiny(False)
+    uap = create_attack("uap", **FAST["uap"])
+    with pytest.raises(RuntimeError, match="attack 'uap' has no trained perturbation: call prepare"):
+        uap(model, images(), EPS, False)
+    torch.manual_seed(0)
+    uap.prepare(model, images(32, 24, seed=7), EPS, False)
+    x = images(4, 40) * 0.5 + 0.25  # another size, away from the clamp at 0 and 1
+    delta = uap(model, x, EPS, False) - x
+    assert torch.allclose(delta, delta[:1].expand_as(delta), atol=1e-6)  # the same for every image
+    assert torch.allclose(delta[..., 24:40, 24:40], delta[..., :16, :16], atol=1e-6)  # tiled, not resized
+    assert delta.abs().max() > 0.5 * EPS
+
+
+def test_square_needs_no_gradient_and_gets_through_a_zero_gradient_defense():
+    model, defense = tiny(False), Quantize()
+    defended = DefendedModel(model, defense)
+    x = images(4, 24)
+    x_adv = run_attack("square", defended, x, 16 / 255, False, n_queries=150)
+    with torch.no_grad():
+        assert (defended(x_adv) > defended(x)).all()
+
+
+# ----------------------------------------------------------------------------- adaptive views
+@pytest.mark.parametrize("name", GRADIENT_ATTACKS)
+def test_bpda_defeats_a_non_differentiable_defense_that_fools_the_plain_attack(name):
+    model, defense = tiny(False), Quantize()
+    defended = DefendedModel(model, defense)
+    x = images(4, 24)
+    eps = 16 / 255
+    plain = run_attack(name, defended, x, eps, False)  # zero gradient: a gradient attack is blind
+    view = AttackView(defended)
+    assert view.summary == "bpda(identity)"
+    adaptive = run_attack(name, view, x, eps, False, train=images(32, 24, seed=7))
+    with torch.no_grad():
+        clean = defended(x)
+        gain_plain, gain_bpda = defended(plain) - clean, defended(adaptive) - clean
+    # blind: nothing moves, or only what a random start moved by chance
+    assert (gain_bpda > 0).all() and gain_bpda.mean() > gain_plain.mean() + 0.5 * gain_bpda.mean(), (
+        gain_plain, gain_bpda)
+    if name not in ("pgd", "apgd"):  # no random start: exactly nothing moved
+        assert gain_plain.abs().max() < 1e-7, gain_plain
+
+
+# UAP is left out: training one pattern with Adam over many batches already averages the
+# gradient over draws (stochastic gradient ascent on the expectation), so the plain
+# attack is not fooled in the first place; EOT changes nothing measurable there.
+@pytest.mark.parametrize("name", [n for n in GRADIENT_ATTACKS if n != "uap"])
+def test_eot_defeats_a_randomized_defense_that_fools_the_plain_attack(name):
+    model, defense = LinearNet().eval(), Decoy()
+    defended = DefendedModel(model, defense)
+    x = images(8, 24) * 0.5 + 0.25
+    eps = 8 / 255
+    plain = run_attack(name, defended, x, eps, False)
+    view = AttackView(defended, eot_samples=32)
+    assert view.summary == "eot(32)"
+    adaptive = run_attack(name, view, x, eps, False)
+    with torch.no_grad():  # the expected score, exactly: 0.3 f(x) + 0.7 f(0.5 - 0.2 (x - 0.5))
+        def mean_score(z):
+            return 0.3 * model(z) + 0.7 * model(0.5 - 0.2 * (z - 0.5))
+
+        gain_plain = mean_score(plain) - mean_score(x)
+        gain_eot = mean_score(adaptive) - mean_score(x)
+    assert (gain_eot > 0).all() and gain_eot.mean() > gain_plain.mean() + 0.5 * gain_eot.mean(), (gain_plain, gain_eot)
+
+
+# ----------------------------------------------------------------------------- reliability flags
+FLAG_MODELS = '''
+import torch
+from torch import nn
+from bench.api import IQAModel, ModelInfo, register_model
+
+
+class _Base(IQAModel):
+    info = ModelInfo(name="flag-normal", lower_better=False, score_range=(-1, 1), kind="classic",
+                     differentiable=True)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        g = torch.Generator().manual_seed(0)
+        self.w = nn.Parameter(torch.randn(3, generator=g), requires_grad=False)
+
+    def forward(self, x):
+        return torch.tanh(x - 0.5).mul(self.w.view(1, 3, 1, 1)).mean(dim=(1, 2, 3))
+
+
+@register_model
+class Normal(_Base):
+    pass
+
+
+@register_model
+class Zero(_Base):
+    """Rounds its input: the gradient is exactly zero everywhere (declared differentiable)."""
+    info = ModelInfo(name="flag-zero", lower_better=False, score_range=(0, 1), kind="classic", differentiable=True)
+
+    def forward(self, x):
+        return super().forward(torch.round(x * 8) / 8)
+
+
+@register_model
+class NonFinite(_Base):
+    """Finite scores, NaN gradients: sqrt at 0 (infinite slope) times the zero slope of x * 0."""
+    info = ModelInfo(name="flag-nan", lower_better=False, score_range=(-1, 1), kind="classic", differentiable=True)
+
+    def forward(self, x):
+        return super().forward(x) + torch.sqrt(x * 0).mean(dim=(1, 2, 3))
+
+
+@register_model
+class Random(_Base):
+    info = ModelInfo(name="flag-random", lower_better=False, score_range=(-1, 1), kind="classic",
+                     differentiable=True)
+
+    def forward(self, x):
+        return super().forward(x) + 0.01 * torch.randn(len(x), device=x.device)
+'''
+
+FLAG_MATRIX = """
+name = "flags"
+seed = 0
+batch_size = 8
+[models]
+flag-normal = {}
+flag-zero = {}
+flag-nan = {}
+flag-random = {}
+[defenses]
+none = {}
+[attacks]
+fgsm = { eps = [4] }
+uap = { eps = [4], epochs = 1, max_images = 16 }
+square = { eps = [4], n_queries = 40 }
+[datasets]
+embedded = { size = 48, n_images = 6 }
+"""
+
+
+def test_runner_flags_fire_on_models_built_to_trigger_them_and_stay_quiet_on_a_normal_one(tmp_path):
+    from bench.cli import main
+    from bench.store import ResultsStore
+
+    plugin = tmp_path / "flag_models.py"
+    plugin.write_text(FLAG_MODELS)
+    matrix = tmp_path / "flags.toml"
+    matrix.write_text(FLAG_MATRIX)
+    code = main(["run", "--matrix", str(matrix), "--results", str(tmp_path / "r"), "--no-site", "--no-progress",
+                 "--plugin", str(plugin)])
+    df = records_frame(list(ResultsStore(tmp_path / "r").records()))
+    assert code == 0 and set(df.status) == {"ok"}, df[["model", "attack", "status", "message"]]
+    flags = {(r.model, r.attack): r.flags for r in df.itertuples()}
+    assert flags[("flag-normal", "fgsm")] == "" and flags[("flag-normal", "square")] == ""
+    assert {"zero-gradients(6/6)", "no-score-change"} <= set(flags[("flag-zero", "fgsm")].split(";"))
+    assert "blackbox-beats-whitebox(square>" in flags[("flag-zero", "fgsm")]
+    assert flags[("flag-normal", "uap")] == "" and "no-score-change" in flags[("flag-zero", "uap")]
+    assert "blackbox-beats-whitebox" in flags[("flag-zero", "square")]
+    assert "no-score-change" not in flags[("flag-zero", "square")]  # the black-box attack got through
+    assert "nonfinite-gradients(6/6)" in flags[("flag-nan", "fgsm")]
+    assert "no-score-change" in flags[("flag-nan", "fgsm")]  # NaN steps are dropped, not applied
+    assert "randomized-forward" in flags[("flag-random", "fgsm")]
+    assert not any("randomized-forward" in f or "gradients" in f for (m, _), f in flags.items() if m != "flag-random"
+                   and m not in ("flag-zero", "flag-nan"))
+
+
+def _record(model: str, attack: str, gain: float, needs_gradients: bool | None, eps: float = 4.0,
+            status: str = "ok", n: int = 8) -> dict:
+    meta_attack = {"name": attack} if needs_gradients is None else {"name": attack, "needs_gradients": needs_gradients}
+    return {"key": f"{model}{attack}{eps:g}{n}".replace("-", ""), "status": status, "flags": [],
+            "cell": {"model": model, "defense": "none", "attack": attack, "eps": eps, "dataset": "d"},
+            "config": {"model": {"name": model}, "defense": {"name": "none"}, "eps_255": eps,
+                       "attack": {"name": attack}, "dataset": {"name": "d", "params": {"n_images": n}}},
+            "metrics": {"abs_gain": gain}, "meta": {"attack": meta_attack}}
+
+
+def test_blackbox_beats_whitebox_flags_exactly_the_groups_where_it_does():
+    df = records_frame([
+        _record("masked", "pgd", 0.01, True), _record("masked", "fgsm", 0.02, True),
+        _record("masked", "square", 0.30, False),
+        _record("honest", "pgd", 0.40, True), _record("honest", "square", 0.30, False),
+        _record("tie", "pgd", 0.0, True), _record("tie", "square", 0.0, False),
+        _record("masked", "pgd", 0.50, True, eps=8), _record("masked", "square", 0.30, False, eps=8),
+        _record("failed", "pgd", 0.0, True), _record("failed", "square", 0.9, False, status="error"),
+        _record("unknown", "pgd", 0.0, True), _record("unknown", "mystery", 0.9, None),
+        # same names, other data (another matrix in the same store): not compared
+        _record("other-data", "pgd", 0.0, True, n=8), _record("other-data", "square", 0.9, False, n=16),
+    ])
+    flagged = {(r.model, r.attack, r.eps) for r in df.itertuples() if "blackbox-beats-whitebox" in r.flags}
+    assert flagged == {("masked", "pgd", 4.0), ("masked", "fgsm", 4.0), ("masked", "square", 4.0)}
+    assert set(df[(df.model == "masked") & (df.eps == 4)]["flags"]) == {"blackbox-beats-whitebox(square>fgsm)"}
+
+
+def test_cross_cell_flags_stay_torch_free():
+    code = ("import sys, bench.store, bench.flags; bench.store.records_frame([]); "
+            "assert 'torch' not in sys.modules, 'torch imported'")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
+                         check=False)
+    assert out.returncode == 0, out.stderr
+
+
+# ----------------------------------------------------------------------------- matrix checks
+class NoGradients(IQAModel):
+    info = ModelInfo(name="no-gradients", lower_better=False, score_range=(0, 1), kind="classic",
+                     differentiable=False)
+
+
+def test_gradient_attack_on_a_model_without_gradients_is_refused_before_any_work(tmp_path, monkeypatch):
+    monkeypatch.setitem(MODELS._items, "no-gradients", NoGradients)
+    path = write_matrix(tmp_path / "m.toml", **{"piqe = {}": "piqe = {}\n\"no-gradients\" = {}"})
+    with pytest.raises(MatrixError, match=r"model 'no-gradients' has no usable gradients.*attack\(s\) fgsm, pgd "
+                                          r"need them; attack it with square \(needs_gradients = False\)") as e:
+        load_matrix(str(path))
+    assert str(path) in str(e.value)
+    ok = write_matrix(tmp_path / "ok.toml", **{"piqe = {}": "\"no-gradients\" = {}",
+                                                "cnniqa = { epochs = 2 }": "",
+                                                "fgsm = { eps = [4] }": "square = { eps = [4] }",
+                                                "pgd = { eps = [4, 8], steps = 3 }": ""})
+    assert [a.name for a, _ in load_matrix(str(ok)).attacks] == ["square"]
+
+
+@pytest.mark.parametrize("unit,eps,match", [
+    ("1/255", "0.03", r"attacks\.fgsm\.eps.*image units \(= 7\.65/255\), write eps = 8"),
+    ("1", "8", r"attacks\.fgsm\.eps.*did you mean 8/255"),
+    ("1/255", "0", r"attacks\.fgsm\.eps.*outside \(0, 1\]"),
+    ("1/255", "300", r"attacks\.fgsm\.eps.*outside \(0, 1\]"),
+])
+def test_eps_in_the_wrong_unit_names_the_attack_and_the_fix(tmp_path, unit, eps, match):
+    path = write_matrix(tmp_path / "m.toml", **{'suite = "tiny-v1"': f'suite = "tiny-v1"\neps_unit = "{unit}"',
+                                                "fgsm = { eps = [4] }": f"fgsm = {{ eps = [{eps}] }}",
+                                                "pgd = { eps = [4, 8], steps = 3 }": ""})
+    with pytest.raises(MatrixError, match=match):
+        load_matrix(str(path))
+
+
+# ----------------------------------------------------------------------------- the standard suite
+def test_standard_suite_has_every_attack_at_fixed_budgets_and_full_runs_it():
+    standard = load_matrix("standard")
+    assert standard.suite == "standard-v1"
+    assert {a.name: eps for a, eps in standard.attacks} == {n: [2.0, 4.0, 8.0] for n in ATTACKS.names()
+                                                            if ATTACKS.origin(n).startswith("bench.attacks")}
+    for a, _ in standard.attacks:  # every parameter written out: a changed default cannot change the suite
+        raw = tomllib.loads((MATRIX_DIR / "standard.toml").read_text())["attacks"][a.name]
+        assert set(ATTACKS.get(a.name).defaults) <= set(raw), a.name
+    full = load_matrix("full")
+    assert {(a.name, tuple(e), tuple(sorted(a.params.items()))) for a, e in full.attacks} == {
+        (a.name, tuple(e), tuple(sorted(a.params.items()))) for a, e in standard.attacks}
+    quick = load_matrix("quick")
+    assert {a.name for a, _ in quick.attacks} <= {"fgsm", "pgd", "i-fgsm"}

@@ -1,0 +1,87 @@
+"""The measures on known inputs: gains, the MSU robustness score, bootstrap intervals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bench.measures import bootstrap_ci, cell_metrics, gains, per_image, robustness_score
+
+MOS = np.array([0.1, 0.3, 0.5, 0.7, 0.9, 0.2, 0.4, 0.6, 0.8, 1.0])
+CLEAN = np.array([1.0, 3.0, 5.0, 7.0, 9.0, 2.0, 4.0, 6.0, 8.0, 10.0])  # f = (s - 1) / 9
+
+
+def test_gains_known_values() -> None:
+    attacked = CLEAN + 0.9  # every scaled score up by 0.1
+    abs_gain, rel_gain = gains(CLEAN, attacked, lower_better=False)
+    assert abs_gain == pytest.approx(0.1)
+    f = (CLEAN - 1) / 9
+    assert rel_gain == pytest.approx(np.mean(0.1 / (f + 1)))
+
+
+def test_robustness_score_known_value() -> None:
+    # f = 0 or 1 leaves room 1; a shift of 0.1 (scaled) is one order of magnitude below it.
+    clean, attacked = np.array([0.0, 9.0]), np.array([0.9, 8.1])
+    assert robustness_score(clean, attacked, lower_better=False) == pytest.approx(math.log10(1 / (0.1 + 1e-6)))
+    # room is max(1 - f, f): f = 0.25 has room 0.75; shift 0.075 -> log10(10) = 1 up to e.
+    clean, attacked = np.array([0.0, 1.0, 4.0]), np.array([0.0, 1.3, 4.0])
+    terms = per_image(clean, attacked, lower_better=False)["robustness_score"]
+    assert terms[1] == pytest.approx(math.log10(0.75 / (0.075 + 1e-6)))
+    assert terms[0] == pytest.approx(math.log10(1 / 1e-6))  # unmoved: bounded by e
+
+
+def test_lower_better_is_oriented() -> None:
+    """A lower-better model scored by -s must give the same measures as s, correlations included."""
+    attacked = CLEAN + np.linspace(0.1, 2.0, len(CLEAN))
+    up = cell_metrics(MOS, CLEAN, attacked, False, 30.0, 0.9)
+    down = cell_metrics(MOS, -CLEAN, -attacked, True, 30.0, 0.9)
+    for k, v in up.items():
+        assert down[k] == pytest.approx(v), k
+    assert up["abs_gain"] > 0 and up["srocc_clean"] == pytest.approx(1.0)
+    # Pushing a lower-better score *up* is a failed attack: negative gain.
+    assert cell_metrics(MOS, -CLEAN, -CLEAN + 1.0, True, 30.0, 0.9)["abs_gain"] < 0
+
+
+def test_intervals_contain_the_estimate_and_are_reproducible() -> None:
+    rng = np.random.default_rng(3)
+    mos = rng.random(40)
+    clean = mos + rng.normal(0, 0.2, 40)
+    attacked = clean + rng.random(40) * 0.5
+    m = cell_metrics(mos, clean, attacked, False, 30.0, 0.9)
+    for k in ("abs_gain", "rel_gain", "robustness_score", "srocc_clean"):
+        lo, hi = m[f"{k}_ci_lo"], m[f"{k}_ci_hi"]
+        assert lo < m[k] < hi, (k, lo, m[k], hi)
+        assert hi - lo < 0.5 * abs(m[k]) + 0.5, k  # an interval, not the whole line
+    assert cell_metrics(mos, clean, attacked, False, 30.0, 0.9) == m  # fixed seed
+
+
+def test_interval_narrows_with_more_images() -> None:
+    rng = np.random.default_rng(0)
+    small, large = rng.normal(0, 1, 10), rng.normal(0, 1, 400)
+    w_small = np.subtract(*bootstrap_ci((small,), np.mean)[::-1])
+    w_large = np.subtract(*bootstrap_ci((large,), np.mean)[::-1])
+    assert w_large < w_small / 3
+
+
+def test_degenerate_samples() -> None:
+    assert bootstrap_ci((np.full(8, 0.25),), np.mean) == (0.25, 0.25)
+    assert all(math.isnan(v) for v in bootstrap_ci((np.array([1.0, 2.0]),), np.mean))
+    m = cell_metrics(MOS, np.ones(10), np.ones(10), False, 100.0, 1.0)
+    assert math.isnan(m["srocc_clean"]) and math.isnan(m["srocc_clean_ci_lo"])
+    assert m["abs_gain"] == 0 and m["abs_gain_ci_lo"] == m["abs_gain_ci_hi"] == 0
+
+
+def test_vectorized_srocc_matches_scipy() -> None:
+    """The bootstrap's SROCC (ranks, then Pearson, along an axis) is scipy's spearmanr, ties included."""
+    from scipy import stats
+
+    from bench.measures import _srocc
+
+    rng = np.random.default_rng(5)
+    a = rng.integers(0, 6, size=(7, 30)).astype(float)  # many ties
+    b = a + rng.normal(0, 2, size=a.shape)
+    got = _srocc(a, b, axis=-1)
+    want = [stats.spearmanr(x, y).statistic for x, y in zip(a, b)]
+    assert np.allclose(got, want)
