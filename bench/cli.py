@@ -90,6 +90,9 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from bench.tuning import tune_process
+
+    tune_process()
     args = _parser().parse_args(argv)
     try:
         if getattr(args, "data_root", None):

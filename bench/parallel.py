@@ -30,6 +30,9 @@ class WorkerOptions:
 
 
 def _worker(opts: WorkerOptions, plugin_files: list[str], keys: list[str], threads: int) -> list[dict[str, Any]]:
+    from bench.tuning import tune_process
+
+    tune_process()
     import torch
 
     if threads:

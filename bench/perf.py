@@ -124,23 +124,23 @@ def _time(fn: Any) -> float:
     return time.perf_counter() - t
 
 
-def attack_flops(cache: Path, threads: int) -> float:
-    """FLOP/s of a PGD loop on CNNIQA over one batch of the embedded test split."""
+def attack_flops(matrix_path: Path, cache: Path, threads: int) -> float:
+    """FLOP/s of a PGD loop on the slice's model over one batch of its test split."""
     import torch
     from torch.utils.flop_counter import FlopCounterMode
 
     from bench.api import ATTACKS
-    from bench.matrix import Spec
+    from bench.matrix import load_matrix
     from bench.plugins import load_plugins
     from bench.workbench import Workbench
 
     os.environ["BENCH_CACHE"] = str(cache)
     torch.set_num_threads(threads)
     load_plugins()
-    wb = Workbench(0, "cpu", 16, log=lambda m: None)
-    ds = Spec("embedded", {"n_images": 32})
-    model, _ = wb.base_model(Spec("cnniqa", {}), ds)
-    x = wb.split(ds)[1].images[:16]
+    matrix = load_matrix(str(matrix_path))
+    wb = Workbench(matrix.seed, "cpu", matrix.batch_size, log=lambda m: None)
+    model, _ = wb.base_model(matrix.models[0], matrix.datasets[0])  # trained by the runs before
+    x = wb.split(matrix.datasets[0])[1].images[: matrix.batch_size]
     attack = ATTACKS.create("pgd", steps=10, alpha=1.0)
 
     def loop() -> None:
@@ -243,7 +243,7 @@ def perf(results: Path, workdir: Path | None = None, skip_full: bool = False, lo
     naive = slice_run("slice-naive", "--no-reuse", path=naive_path)
     wall, model_s = in_process_slice(slice_path, work / "slice-in-process", cache)
     peak_matmul = matmul_flops(threads)
-    achieved = attack_flops(cache, threads)
+    achieved = attack_flops(slice_path, cache, threads)
 
     full_s, source = full_cold(results)
     if full_s is None:
