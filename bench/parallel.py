@@ -29,6 +29,9 @@ class WorkerOptions:
     reuse: bool = True
 
 
+_RUNNERS: dict[tuple, Any] = {}  # per worker process: one Runner per run, kept between its tasks
+
+
 def _worker(opts: WorkerOptions, plugin_files: list[str], keys: list[str], threads: int) -> list[dict[str, Any]]:
     from bench.tuning import tune_process
 
@@ -42,11 +45,15 @@ def _worker(opts: WorkerOptions, plugin_files: list[str], keys: list[str], threa
     from bench.runner import Runner
     from bench.store import ResultsStore
 
-    load_plugins(plugin_files)
-    matrix = load_matrix(opts.matrix_path)
-    by_key = {c.key: c for c in matrix.cells()}
-    runner = Runner(matrix, ResultsStore(opts.results), device=opts.device, progress=False, log=lambda m: None,
-                    limits=opts.limits, reuse=opts.reuse)
+    ident = (opts, tuple(plugin_files))
+    if ident not in _RUNNERS:
+        load_plugins(plugin_files)
+        matrix = load_matrix(opts.matrix_path)
+        _RUNNERS.clear()
+        _RUNNERS[ident] = Runner(matrix, ResultsStore(opts.results), device=opts.device, progress=False,
+                                 log=lambda m: None, limits=opts.limits, reuse=opts.reuse)
+    runner = _RUNNERS[ident]
+    by_key = {c.key: c for c in runner.matrix.cells()}
     return runner.run_group([by_key[k] for k in keys])
 
 

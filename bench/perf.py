@@ -16,8 +16,8 @@ they run. The last line printed is one JSON object:
 - flops_fraction: FLOP/s of a PGD attack loop on CNNIQA (forward + backward, counted
   with torch's FlopCounterMode, timed without it) over a float32 matmul's FLOP/s
   measured here at the same thread count;
-- overhead_fraction: share of an in-process slice run not spent in model
-  forward/backward passes (Runner.model_seconds);
+- overhead_fraction: share of an in-process slice run, after start-up (imports, which
+  quick_cold_s counts), not spent in model forward/backward passes (Runner.model_seconds);
 - peak_rss_gb: the largest resident memory of the whole process tree (run and workers).
 """
 
@@ -148,18 +148,27 @@ def attack_flops(matrix_path: Path, cache: Path, threads: int) -> float:
 
     loop()  # warm-up
     seconds = min(_time(loop) for _ in range(3))
+    # FlopCounterMode cannot watch torch.autograd.grad (what the attack calls), so count
+    # one step the same way, forward and backward to the input only, times the steps
+    for p in model.parameters():
+        p.requires_grad_(False)
+    xg = x.clone().requires_grad_(True)
     with FlopCounterMode(display=False) as counter:
-        loop()
-    return counter.get_total_flops() / seconds
+        model(xg).sum().backward()
+    return counter.get_total_flops() * attack.params["steps"] / seconds
 
 
 def in_process_slice(matrix_path: Path, results: Path, cache: Path) -> tuple[float, float]:
     """(wall seconds, seconds in model passes) of the slice run in this process."""
     from bench.matrix import load_matrix
+    from bench.plugins import load_plugins
     from bench.runner import Runner
     from bench.store import ResultsStore
 
     os.environ["BENCH_CACHE"] = str(cache)
+    load_plugins()
+    import pyiqa  # noqa: F401 - start-up (counted in quick_cold_s), not part of the run's overhead
+
     runner = Runner(load_matrix(str(matrix_path)), ResultsStore(results), progress=False, log=lambda m: None)
     t = time.perf_counter()
     runner.run()

@@ -11,7 +11,7 @@ import math
 import os
 import time
 import traceback
-from collections import defaultdict
+from collections import OrderedDict, defaultdict
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -27,7 +27,7 @@ from bench.gradients import AttackView, DefendedModel
 from bench.guard import cell_limits
 from bench.matrix import Cell, Matrix
 from bench.measures import Fidelity, cell_metrics
-from bench.store import ResultsStore
+from bench.store import EXPORT_COLUMNS, ResultsStore
 from bench.workbench import StageError, Workbench, check_finite, score_batched, stage
 
 
@@ -70,6 +70,7 @@ class Runner:
         self.reuse = reuse
         self.bench = self._workbench()
         self._fidelity: Fidelity | None = None
+        self._prepared: OrderedDict[tuple, dict[str, Any]] = OrderedDict()  # recent groups' set-ups
         self.model_seconds = 0.0  # time inside model forward/backward passes (bench perf)
 
     def _workbench(self) -> Workbench:
@@ -117,15 +118,16 @@ class Runner:
                     summary.errors.append(f"{_label(r)}: {r['message']}")
             bar.update(len(records))
 
-        if backend == "dask" or (jobs > 1 and len(groups) > 1):
+        if backend == "dask" or (jobs > 1 and len(todo) > 1):
             self._pretrain(todo)
             from bench.parallel import WorkerOptions, run_groups, run_groups_dask
 
             opts = WorkerOptions(self.matrix.path, self.store.root, self.device, self.limits, self.reuse)
+            tasks = _balanced(groups, 4 * max(jobs, 2))
             if backend == "dask":
-                run_groups_dask(opts, groups, scheduler, done)
+                run_groups_dask(opts, tasks, scheduler, done)
             else:
-                run_groups(opts, groups, jobs, done)
+                run_groups(opts, tasks, jobs, done)
         else:
             for group in groups:
                 if not self.reuse:
@@ -136,19 +138,26 @@ class Runner:
         return summary
 
     def _pretrain(self, cells: list[Cell]) -> None:
-        """Train missing base models before workers start, so no two train the same one."""
-        pairs = {(repr(c.model), repr(c.dataset)): (c.model, c.dataset) for c in cells
-                 if c.model.name not in self.matrix.broken and c.dataset.name not in self.matrix.broken}
-        for m, ds in pairs.values():
+        """Train missing base models and fit training defenses before workers start (with
+        all the cores), so that no two workers train or fit the same one."""
+        ok = [c for c in cells if not {c.model.name, c.defense.name, c.dataset.name} & set(self.matrix.broken)]
+        for c in {group_key(c): c for c in ok}.values():
             try:
-                self.bench.base_model(m, ds)
-            except Exception:
-                pass  # the group reports it in its own cells
+                self.bench.base_model(c.model, c.dataset)
+                if self.reuse and DEFENSES.get(c.defense.name).trains():
+                    defense = DEFENSES.create(c.defense.name, **c.defense.params)
+                    self.bench.defended(c.defense, defense, c.model, c.dataset)
+            except Exception:  # noqa: BLE001 - the group reports it in its own cells
+                pass
 
     # ------------------------------------------------------------------ one group
     def run_group(self, cells: list[Cell]) -> list[dict[str, Any]]:
         first = cells[0]
         t0 = time.perf_counter()
+        gkey = group_key(first)
+        if gkey in self._prepared:  # another part of this group ran in this process before
+            self._prepared.move_to_end(gkey)
+            return [self._attack_cell(c, self._prepared[gkey]) for c in cells]
         broken = [n for n in (first.model.name, first.defense.name, first.dataset.name) if n in self.matrix.broken]
         try:
             if broken:
@@ -166,6 +175,10 @@ class Runner:
         except Exception as e:
             return [self._write(c, "error", _message(e), setup_s=time.perf_counter() - t0) for c in cells]
         prepared["setup_seconds"] = time.perf_counter() - t0
+        if self.reuse:
+            self._prepared[gkey] = prepared
+            while len(self._prepared) > 2:  # a defended model each: keep memory bounded
+                self._prepared.popitem(last=False)
         return [self._attack_cell(c, prepared) for c in cells]
 
     def _prepare(self, c: Cell) -> dict[str, Any]:
@@ -256,8 +269,8 @@ class Runner:
                prepared: dict[str, Any] | None = None, seconds: float | None = None, setup_s: float = 0.0,
                linf: float | None = None, example: dict[str, Any] | None = None) -> dict[str, Any]:
         seconds = 0.0 if seconds is None else seconds
-        m: dict[str, Any] = {k: math.nan for k in ("srocc_clean", "srocc_attacked", "plcc_clean", "plcc_attacked",
-                                                   "abs_gain", "rel_gain", "psnr", "ssim")}
+        # every measure an ok cell has, NaN where this one has none: records stay uniform
+        m: dict[str, Any] = {k: math.nan for k in EXPORT_COLUMNS[EXPORT_COLUMNS.index("srocc_clean"):]}
         m["n_images"] = 0
         m.update(metrics or {})
         m["seconds"] = seconds  # this cell's own attack and measures
@@ -388,6 +401,14 @@ def _message(e: BaseException) -> str:
     tb = traceback.extract_tb(e.__traceback__)[-1] if e.__traceback__ else None
     where = f" at {os.path.basename(tb.filename)}:{tb.lineno}" if tb else ""
     return f"{type(e).__name__}: {e}{where}"
+
+
+def _balanced(groups: list[list[Cell]], n_tasks: int) -> list[list[Cell]]:
+    """Groups cut into about `n_tasks` tasks of similar size, so that workers stay busy
+    to the end; a worker that gets several parts of one group sets it up once."""
+    total = sum(len(g) for g in groups)
+    size = max(1, -(-total // n_tasks))
+    return [g[i : i + size] for g in groups for i in range(0, len(g), size)]
 
 
 def _label(r: dict[str, Any]) -> str:
