@@ -151,13 +151,13 @@ def test_plugins_that_hang_or_eat_memory_fail_only_their_own_cells(tmp_path, cap
     limit_gb = round(rss_bytes() / 2**30 + 1.5, 1)
     t0 = time.monotonic()
     code, recs = run_small(tmp_path, '"hangs-forever" = {}\n"eats-memory" = {}', [f],
-                           extra=["--cell-timeout", "3", "--max-memory-gb", str(limit_gb)])
-    assert time.monotonic() - t0 < 60
+                           extra=["--cell-timeout", "10", "--max-memory-gb", str(limit_gb)])
+    assert time.monotonic() - t0 < 90  # the hang costs its 10 s; the rest must not wait on it
     by = {r["cell"]["defense"]: r for r in recs}
     assert code == 1
     assert by["none"]["status"] == "ok"
     assert by["hangs-forever"]["status"] == "error"
-    assert "time limit of 3 s" in by["hangs-forever"]["message"] and "--cell-timeout" in by["hangs-forever"]["message"]
+    assert "time limit of 10 s" in by["hangs-forever"]["message"] and "--cell-timeout" in by["hangs-forever"]["message"]
     assert by["eats-memory"]["status"] == "error"
     assert f"memory limit of {limit_gb:g} GB" in by["eats-memory"]["message"]
     out = capsys.readouterr().out
