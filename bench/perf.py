@@ -212,14 +212,31 @@ def project_full(env: dict[str, str], work: Path, memory: TreeMemory, log: Any) 
     # its own empty cache: every training, fit and data build of `full` is timed, none reused
     fresh = {**env, "BENCH_CACHE": str(work / "cache-full-sample")}
     timed_run(["--matrix", str(sample), "--results", str(work / "full-sample"), "--no-site"], fresh, memory, log)
-    recs = [r for r in ResultsStore(work / "full-sample").records()]
-    n_sample = max(r["metrics"]["n_images"] for r in recs if r["status"] == "ok")
-    per_type = {(r["cell"]["model"], r["cell"]["defense"], r["cell"]["attack"]): r["metrics"]["seconds"] for r in recs}
-    setups = {(r["cell"]["model"], r["cell"]["defense"]): r["metrics"]["setup_seconds"] for r in recs}
-    total = sum(setups.values())
+    return projection(full, list(ResultsStore(work / "full-sample").records()), n_full)
+
+
+def projection(full: Any, samples: list[dict[str, Any]], n_full: int) -> tuple[float, str]:
+    """Seconds `full` would take from sampled cells: each group's set-up once, each
+    cell's attack time (mean over the sampled budgets of its type) scaled to `n_full`
+    test images. Refuses to guess: a cell type of `full` that was not sampled is an error."""
+    ok = [r for r in samples if r["status"] in ("ok", "skipped")]
+    n_sample = max(r["metrics"]["n_images"] for r in ok if r["status"] == "ok")
+    times: dict[tuple, list[float]] = {}
+    setups: dict[tuple, float] = {}
+    for r in ok:
+        c = r["cell"]
+        times.setdefault((c["model"], c["defense"], c["attack"]), []).append(r["metrics"]["seconds"])
+        setups[(c["model"], c["defense"])] = r["metrics"]["setup_seconds"]
+    missing = {(c.model.name, c.defense.name, c.attack.name) for c in full.cells()} - times.keys()
+    if missing:
+        raise RuntimeError(f"cannot project the full matrix: {len(missing)} cell types not sampled, e.g. "
+                           f"{sorted(missing)[:3]}")
+    total = sum(setups[(c.model.name, c.defense.name)] for c in {(c.model.name, c.defense.name): c
+                                                                 for c in full.cells()}.values())
     for c in full.cells():
-        total += per_type.get((c.model.name, c.defense.name, c.attack.name), 0.0) * n_full / max(n_sample, 1)
-    return total, (f"projected: {len(per_type)} cell types timed on {n_sample} test images "
+        t = times[(c.model.name, c.defense.name, c.attack.name)]
+        total += sum(t) / len(t) * n_full / n_sample
+    return total, (f"projected: {len(times)} cell types timed on {n_sample} test images "
                    f"(full has {n_full}), set-ups counted once per group")
 
 
