@@ -29,7 +29,7 @@ class WorkerOptions:
     reuse: bool = True
 
 
-_RUNNERS: dict[tuple, Any] = {}  # per worker process: one Runner per run, kept between its tasks
+_RUNNERS: dict[tuple, Any] = {}  # per worker process: the run's Runner and cell index, kept between tasks
 
 
 def _worker(opts: WorkerOptions, plugin_files: list[str], keys: list[str], threads: int) -> list[dict[str, Any]]:
@@ -50,10 +50,10 @@ def _worker(opts: WorkerOptions, plugin_files: list[str], keys: list[str], threa
         load_plugins(plugin_files)
         matrix = load_matrix(opts.matrix_path)
         _RUNNERS.clear()
-        _RUNNERS[ident] = Runner(matrix, ResultsStore(opts.results), device=opts.device, progress=False,
-                                 log=lambda m: None, limits=opts.limits, reuse=opts.reuse)
-    runner = _RUNNERS[ident]
-    by_key = {c.key: c for c in runner.matrix.cells()}
+        runner = Runner(matrix, ResultsStore(opts.results), device=opts.device, progress=False,
+                        log=lambda m: None, limits=opts.limits, reuse=opts.reuse)
+        _RUNNERS[ident] = (runner, {c.key: c for c in matrix.cells()})
+    runner, by_key = _RUNNERS[ident]
     return runner.run_group([by_key[k] for k in keys])
 
 

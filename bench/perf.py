@@ -67,6 +67,8 @@ class TreeMemory:
     def watch(self, pid: int) -> threading.Thread:
         import psutil
 
+        self._stop = threading.Event()
+
         def loop() -> None:
             while not self._stop.is_set():
                 try:
@@ -101,7 +103,6 @@ def timed_run(args: list[str], env: dict[str, str], memory: TreeMemory, log: Any
     wall = time.perf_counter() - t
     memory.stop()
     watcher.join()
-    memory._stop.clear()
     if proc.returncode != 0:
         raise RuntimeError(f"`{' '.join(cmd[2:])}` failed ({proc.returncode}):\n{out[-2000:]}\n{err[-2000:]}")
     log(f"perf:   {wall:.1f} s; {out.strip().splitlines()[0] if out.strip() else ''}")

@@ -72,7 +72,7 @@ class ResultsStore:
         record["checksum"] = digest(record)
         p = self.path(record["key"])
         try:
-            _atomic_write(p, json.dumps(record, indent=1, sort_keys=True, allow_nan=True).encode())
+            atomic_write(p, json.dumps(record, indent=1, sort_keys=True, allow_nan=True).encode())
         except OSError as e:
             from bench.errors import BenchError
 
@@ -89,7 +89,7 @@ class ResultsStore:
             raise ValueError(f"invalid asset name {name!r}")
         self.path(key)  # validates the key
         p = self.root / "assets" / key / name
-        _atomic_write(p, data)
+        atomic_write(p, data)
         return p.relative_to(self.root).as_posix()
 
     def log_run(self, entry: dict[str, Any]) -> None:
@@ -119,9 +119,10 @@ class ResultsStore:
                 yield rec
 
 
-def _atomic_write(p: Path, data: bytes) -> None:
+def atomic_write(p: Path, data: bytes) -> None:
     """Temporary file, fsync, rename: a crash or a full disk leaves the old file or none,
-    never half of one."""
+    never half of one. Every file the benchmark keeps (records, caches, checkpoints) is
+    written this way; readable by all (mkstemp alone would make it private)."""
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.stem}-", suffix=".tmp")
     try:
@@ -129,6 +130,7 @@ def _atomic_write(p: Path, data: bytes) -> None:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        os.chmod(tmp, 0o644)
         os.replace(tmp, p)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

@@ -10,10 +10,10 @@ safetensors): a file that carries pickled code is refused, never executed.
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
 import pickle
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -22,6 +22,7 @@ import torch
 from torch import nn
 
 from bench.errors import CheckpointError, WeightsMissingError
+from bench.store import atomic_write
 
 
 def cache_dir() -> Path:
@@ -84,19 +85,10 @@ def load_into(module: nn.Module, path: str | Path, owner: str) -> None:
 
 def save_checkpoint(module: nn.Module, path: Path, record: dict[str, Any]) -> None:
     """State dict and its JSON record, each written atomically (record last)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for target, write in (
-        (path, lambda f: torch.save(module.state_dict(), f)),
-        (path.with_suffix(".json"), lambda f: f.write(json.dumps(record, indent=1, sort_keys=True).encode())),
-    ):
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as f:
-                write(f)
-            os.replace(tmp, target)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+    buf = io.BytesIO()
+    torch.save(module.state_dict(), buf)
+    atomic_write(path, buf.getvalue())
+    atomic_write(path.with_suffix(".json"), json.dumps(record, indent=1, sort_keys=True).encode())
 
 
 def cached_checkpoint(path: Path) -> dict[str, Any] | None:

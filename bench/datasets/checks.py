@@ -12,11 +12,11 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import tempfile
 from pathlib import Path
 
-from bench.datasets.embedded import cache_dir
 from bench.images import ImageError, check_image
+from bench.store import atomic_write
+from bench.weights import cache_dir
 
 VERSION = 1
 
@@ -68,12 +68,4 @@ def _check(path: str, decode: bool) -> str | ImageError | None:
 
 def _write(path: Path, data: dict) -> None:
     """Atomically (parallel workers may write the same file: the last one wins)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_write(path, json.dumps(data).encode())

@@ -47,8 +47,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import os
-import tempfile
 import time
 import warnings
 import zipfile
@@ -64,6 +62,8 @@ import torch
 
 from bench.api import DatasetInfo, IQADataset, IQASplit, register_dataset
 from bench.datasets.sampling import stratified as _stratified
+from bench.store import atomic_write
+from bench.weights import cache_dir
 
 log = logging.getLogger(__name__)
 
@@ -349,10 +349,6 @@ def level_ordering(refs: np.ndarray, types: np.ndarray, levels: np.ndarray, mos:
 
 
 # ----------------------------------------------------------------------------- build and cache
-def cache_dir() -> Path:
-    return Path(os.environ.get("BENCH_CACHE") or Path.home() / ".cache" / "iqa-bench")
-
-
 def cache_path(size: int) -> Path:
     return cache_dir() / f"embedded-v{VERSION}-{size}.npz"
 
@@ -401,7 +397,7 @@ def build(size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     return arrays, meta
 
 
-def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+def _write_npz(path: Path | io.BytesIO, arrays: dict[str, np.ndarray]) -> None:
     """np.savez stamps the current time into the zip; this writes a fixed one, so that a
     rebuild gives the same bytes."""
     with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_STORED) as zf:
@@ -409,19 +405,6 @@ def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
             info = zipfile.ZipInfo(f"{key}.npy", date_time=(1980, 1, 1, 0, 0, 0))
             with zf.open(info, "w", force_zip64=True) as f:
                 np.lib.format.write_array(f, np.ascontiguousarray(arrays[key]), allow_pickle=False)
-
-
-def _atomic(path: Path, write: Callable[[Path], None]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache is for every user
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def load(size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
@@ -432,8 +415,10 @@ def load(size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     side = path.with_suffix(".json")
     if not (path.exists() and side.exists()):
         arrays, meta = build(size)
-        _atomic(path, lambda p: _write_npz(p, arrays))
-        _atomic(side, lambda p: p.write_text(json.dumps(meta, indent=1, sort_keys=True) + "\n"))
+        buf = io.BytesIO()
+        _write_npz(buf, arrays)
+        atomic_write(path, buf.getvalue())
+        atomic_write(side, (json.dumps(meta, indent=1, sort_keys=True) + "\n").encode())
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     return arrays, json.loads(side.read_text())
