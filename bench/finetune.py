@@ -10,7 +10,7 @@ per-batch loss differs between them, so that is what a defense passes in.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -41,11 +41,14 @@ def require_trainable(defense: str, model: Any) -> None:
 
 
 def finetune(model: nn.Module, ctx: FitContext, batch_loss: BatchLoss, *, name: str, epochs: int, lr: float,
-             batch_size: int, freeze_bn: bool = True) -> list[float]:
-    """Adam over every floating-point parameter of `model` on `ctx.train` / `ctx.targets`.
+             batch_size: int, freeze_bn: bool = True, frozen: Sequence[Tensor] = ()) -> list[float]:
+    """Adam over every floating-point parameter of `model` but `frozen`, on `ctx.train` /
+    `ctx.targets`.
 
-    Frozen parameters are trained too (their flags are restored afterwards): a defense
-    fine-tunes the whole changed network, not only what it added. BatchNorm running
+    Parameters frozen in the model are trained too (their flags are restored afterwards):
+    a defense fine-tunes the whole changed network, not only what it added. Those in
+    `frozen` get requires_grad False for the duration, so a layer can tell (a staged
+    fine-tune holds a block not yet "inserted" at its initial value). BatchNorm running
     statistics stay frozen when `freeze_bn`: a few hundred images in small batches would
     overwrite a pretrained backbone's means with noise. The order of batches and dropout
     draws depend only on `ctx.seed`, and the caller's RNG state is left as it was.
@@ -59,16 +62,18 @@ def finetune(model: nn.Module, ctx: FitContext, batch_loss: BatchLoss, *, name: 
     n = len(images)
     if n == 0 or n != len(targets):
         raise ValueError(f"defense '{name}': fine-tuning needs images and as many targets; got {n} and {len(targets)}")
-    params = [t for t in model.parameters() if t.is_floating_point()]
-    was_trainable = [t.requires_grad for t in params]
+    held = {id(t) for t in frozen}
+    everything = [t for t in model.parameters() if t.is_floating_point()]
+    params = [t for t in everything if id(t) not in held]
+    was_trainable = [t.requires_grad for t in everything]
     ends = list(range(batch_size, n, batch_size)) + [n]
     if len(ends) > 1 and ends[-1] - ends[-2] == 1:
         del ends[-2]  # fold a last batch of one into the one before: BatchNorm in train mode refuses it
     losses: list[float] = []
     devices = [ctx.device.index or 0] if ctx.device.type == "cuda" else []
     try:
-        for t in params:
-            t.requires_grad_(True)
+        for t in everything:
+            t.requires_grad_(id(t) not in held)
         with torch.random.fork_rng(devices=devices):
             torch.manual_seed(ctx.seed)
             order_rng = torch.Generator().manual_seed(ctx.seed)
@@ -90,7 +95,7 @@ def finetune(model: nn.Module, ctx: FitContext, batch_loss: BatchLoss, *, name: 
                 losses.append(total / n)
                 ctx.log(f"{name}: epoch {epoch + 1}/{epochs} loss {losses[-1]:.5f}")
     finally:
-        for t, flag in zip(params, was_trainable):
+        for t, flag in zip(everything, was_trainable):
             t.requires_grad_(flag)
         model.eval()
     ctx.record.update(epochs=epochs, lr=lr, batch_size=batch_size,

@@ -230,10 +230,47 @@ def test_fit_prunes_and_keeps_state_dict_keys():
     weights = [m.weight for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear))]
     zeros = sum(int((w == 0).sum()) for w in weights) / sum(w.numel() for w in weights)
     assert 0.09 <= zeros <= 0.11 and ctx.record["pruned_fraction"] == pytest.approx(zeros)
-    assert ctx.record["epochs"] == 3 and ctx.record["activation_swaps"]["functional"] == 2
+    assert [st["stage"] for st in ctx.record["stages"]] == ["activation", "orthogonal", "prune"]
+    assert ctx.record["epochs"] == 6 and len(ctx.record["loss_per_epoch"]) == 6  # 2 per stage
+    assert ctx.record["activation_swaps"]["functional"] == 2
     # What the runner does: reload the cached state_dict into a fresh transform.
     fresh = d.transform(_model(TinyFunctional))
     fresh.load_state_dict(model.state_dict(), strict=True)
+
+
+@pytest.mark.parametrize("name, stages", [
+    ("ortho", ["orthogonal"]), ("ortho+act", ["activation", "orthogonal"]),
+    ("ortho+act+prune", ["activation", "orthogonal", "prune"]), ("ortho+act+prune-l2", ["activation", "orthogonal", "prune"]),
+    ("act", ["activation"]), ("prune", ["prune"]), ("finetune-only", ["finetune"]),
+])
+def test_each_change_gets_its_own_finetune(name, stages):
+    assert _defense(name).stages() == stages
+
+
+def test_stages_fine_tune_what_has_been_changed_so_far(monkeypatch):
+    """Spy on the shared loop: while the activation stage trains, the inserted block is held
+    at the identity (it is not inserted yet) and nothing is pruned; the orthogonal stage
+    trains the block; only the prune stage runs with the masks on."""
+    import defenses.orthoflow as orthoflow
+
+    seen = []
+
+    def spy(model, ctx, batch_loss, **kw):
+        block = next(m for m in model.modules() if isinstance(m, CayleyConv2d))
+        zeros = sum(int((m.weight == 0).sum()) for m in model.modules() if isinstance(m, (nn.Conv2d, nn.Linear)))
+        out = real(model, ctx, batch_loss, **kw)
+        seen.append((kw["name"], zeros, block.weight.abs().sum().item()))
+        return out
+
+    real = orthoflow.finetune
+    monkeypatch.setattr(orthoflow, "finetune", spy)
+    d = _defense("ortho+act+prune", epochs=1)
+    model = d.transform(_model(TinyModules))
+    d.fit(model, _ctx())
+    assert [name for name, _, _ in seen] == [f"ortho+act+prune ({s} stage)" for s in ("activation", "orthogonal", "prune")]
+    (_, z_act, v_act), (_, z_ortho, v_ortho), (_, z_prune, v_prune) = seen
+    assert v_act == 0 and v_ortho > 0 and v_prune != v_ortho
+    assert z_act == z_ortho == 0 and z_prune > 0
 
 
 def test_inserted_blocks_stay_orthogonal_after_fit():
