@@ -145,6 +145,42 @@ class CayleyConv2d(nn.Module):
         return f"{self.channels}, kernel_size={self.kernel_size}"
 
 
+class RKOConv2d(nn.Module):
+    """A C -> C convolution whose reshaped kernel, a C x (C k k) matrix, has orthonormal rows.
+
+    Reshaped Kernel Orthogonalization (Cisse et al., "Parseval Networks", ICML 2017; the
+    RKO baseline of Li et al., "Preventing Gradient Attenuation in Lipschitz Constrained
+    Convolutional Networks", NeurIPS 2019): cheaper than the Cayley block and exactly
+    orthogonal for a 1 x 1 kernel, but for k > 1 only bounded, its Lipschitz constant at
+    most k |scale| (Tsuzuku et al., 2018), so it is not norm-preserving. The row
+    orthogonality is torch's own parametrization (`parametrizations.orthogonal`). The
+    kernel starts as the identity at its centre tap, so insertion leaves the trained model
+    unchanged; circular padding, like the Cayley block's.
+    """
+
+    def __init__(self, channels: int, kernel_size: int = 3) -> None:
+        super().__init__()
+        if kernel_size % 2 == 0:
+            raise ValueError(f"RKO block: kernel_size {kernel_size} must be odd (the identity sits at the centre)")
+        self.channels, self.kernel_size = channels, kernel_size
+        eye = torch.zeros(channels, channels, kernel_size, kernel_size)
+        eye[torch.arange(channels), torch.arange(channels), kernel_size // 2, kernel_size // 2] = 1
+        self.weight = nn.Parameter(eye.reshape(channels, -1))
+        self.scale = nn.Parameter(torch.ones(()))
+        nn.utils.parametrizations.orthogonal(self, "weight")  # keeps the orthogonal start as it is
+
+    def forward(self, x: Tensor) -> Tensor:
+        c, k = self.channels, self.kernel_size
+        padded = F.pad(x, [k // 2] * 4, mode="circular")
+        return self.scale * F.conv2d(padded, self.weight.reshape(c, c, k, k))
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, kernel_size={self.kernel_size}"
+
+
+BLOCKS: dict[str, type[nn.Module]] = {"cayley": CayleyConv2d, "rko": RKOConv2d}
+
+
 @functools.lru_cache(maxsize=16)
 def _fourier_basis(h: int, w: int, k: int, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, Tensor]:
     """cos and sin of 2 pi (f_h p / h + f_w q / w) for the half spectrum (f_h, f_w) and the
@@ -167,7 +203,7 @@ class _Tracer(fx.Tracer):
     """fx tracer that keeps our inserted blocks opaque (their shape-dependent FFTs need not trace)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, CayleyConv2d) or super().is_leaf_module(m, qualname)
+        return isinstance(m, tuple(BLOCKS.values())) or super().is_leaf_module(m, qualname)
 
 
 def _rewrite_relu_nodes(graph: fx.Graph, fn: Any) -> int:
@@ -230,8 +266,9 @@ def swap_activations(model: nn.Module, activation: str) -> dict[str, Any]:
     return report
 
 
-def insert_orthogonal(model: nn.Module, where: str, kernel_size: int = 3) -> list[str]:
-    """Follow the first (or every) Conv2d by a CayleyConv2d; returns the layers changed.
+def insert_orthogonal(model: nn.Module, where: str, kernel_size: int = 3, block: str = "cayley") -> list[str]:
+    """Follow the first (or every) Conv2d by an orthogonal block (`BLOCKS[block]`);
+    returns the layers changed.
 
     The trained conv is kept and the orthogonal block follows it, as in the method's
     experiments that insert blocks into pretrained backbones rather than replace layers.
@@ -240,8 +277,8 @@ def insert_orthogonal(model: nn.Module, where: str, kernel_size: int = 3) -> lis
     if where == "first":
         convs = convs[:1]
     for name, conv in convs:
-        block = CayleyConv2d(conv.out_channels, kernel_size).to(conv.weight.device, conv.weight.dtype)
-        _set_submodule(model, name, nn.Sequential(conv, block))
+        new = BLOCKS[block](conv.out_channels, kernel_size).to(conv.weight.device, conv.weight.dtype)
+        _set_submodule(model, name, nn.Sequential(conv, new))
     return [n for n, _ in convs]
 
 
@@ -272,7 +309,8 @@ def _remove_pruning(pruned: list[tuple[nn.Module, list[str]]]) -> None:
 # ----------------------------------------------------------------------------- the defense
 BASE_DEFAULTS: dict[str, Any] = {
     "insert": "first",  # "first" | "all" | "none": which Conv2d layers get an orthogonal block
-    "kernel_size": 3,  # of the Cayley convolution
+    "block": "cayley",  # "cayley" (exactly orthogonal) | "rko" (row-orthogonal kernel, Lipschitz <= k)
+    "kernel_size": 3,  # of the orthogonal block
     "activation": "silu",  # "silu" | "gelu" | "elu" | "none"
     "prune": "l1-unstructured",  # "l1-unstructured" | "l2-structured" | "none"
     "amount": 0.1,
@@ -286,6 +324,7 @@ BASE_DEFAULTS: dict[str, Any] = {
 }
 _CHOICES = {
     "insert": ("first", "all", "none"),
+    "block": tuple(BLOCKS),
     "activation": (*ACTIVATIONS, "none"),
     "prune": ("l1-unstructured", "l2-structured", "none"),
     "loss": ("l1", "mse"),
@@ -325,6 +364,9 @@ class OrthoFlow(Defense):
             raise ValueError(f"defense '{self.info.name}': lr {p['lr']} outside 1e-6..1e-4 (fine-tuning only)")
         if not 0.0 <= p["amount"] < 1.0:
             raise ValueError(f"defense '{self.info.name}': amount {p['amount']} must be in [0, 1)")
+        if p["kernel_size"] < 1 or (p["block"] == "rko" and p["kernel_size"] % 2 == 0):
+            raise ValueError(f"defense '{self.info.name}': kernel_size {p['kernel_size']} must be >= 1, and odd "
+                             "for the rko block (its identity sits at the centre tap)")
         if p["epochs"] < 0 or p["batch_size"] < 1:
             raise ValueError(f"defense '{self.info.name}': epochs must be >= 0 and batch_size >= 1")
 
@@ -346,7 +388,7 @@ class OrthoFlow(Defense):
         if p["activation"] != "none":  # before insertion: the fx tracer then sees plain layers
             report["activation_swaps"] = swap_activations(model, p["activation"])
         if p["insert"] != "none":
-            report["orthogonal_after"] = insert_orthogonal(model, p["insert"], p["kernel_size"])
+            report["orthogonal_after"] = insert_orthogonal(model, p["insert"], p["kernel_size"], p["block"])
         model.orthoflow_report = report  # plain attribute: not part of the state_dict
         return model
 
@@ -364,7 +406,7 @@ class OrthoFlow(Defense):
         started = time.perf_counter()
         self._record_transform(model, rec)
         model.to(ctx.device)
-        blocks = [t for m in model.modules() if isinstance(m, CayleyConv2d) for t in m.parameters()]
+        blocks = [t for m in model.modules() if isinstance(m, tuple(BLOCKS.values())) for t in m.parameters()]
         pruned: list[tuple[nn.Module, list[str]]] = []
         stages: list[dict[str, Any]] = []
         try:
@@ -389,7 +431,7 @@ class OrthoFlow(Defense):
 
     def _record_transform(self, model: nn.Module, rec: dict[str, Any]) -> None:
         report = getattr(model, "orthoflow_report", {})
-        rec.update(insert=self.params["insert"], activation=self.params["activation"])
+        rec.update(insert=self.params["insert"], block=self.params["block"], activation=self.params["activation"])
         notes = rec.setdefault("notes", [])
         if "orthogonal_after" in report:
             rec["orthogonal_after"] = report["orthogonal_after"]

@@ -352,3 +352,35 @@ def test_bad_params_refused():
         _defense("ortho", lr=1e-2)
     with pytest.raises(ValueError, match="activation"):
         _defense("ortho+act", activation="tanh")
+
+
+# ----------------------------------------------------------------------------- RKO alternative
+def test_rko_block_starts_as_identity_and_stays_row_orthogonal():
+    """The RKO alternative: identity at insertion, rows of the reshaped kernel orthonormal
+    after fitting, Lipschitz constant at most k |scale| (and exactly norm-preserving for k = 1)."""
+    from defenses.orthoflow import RKOConv2d
+
+    x = torch.randn(2, 4, 7, 6)
+    assert torch.allclose(RKOConv2d(4)(x), x, atol=1e-6)
+    d = _defense("ortho+act+prune", block="rko", insert="all", epochs=1)
+    model = d.transform(_model(TinyModules))
+    d.fit(model, _ctx())
+    blocks = [m for m in model.modules() if isinstance(m, RKOConv2d)]
+    assert len(blocks) == 2
+    for block in blocks:
+        w = block.weight.detach()
+        assert not torch.allclose(w, RKOConv2d(4).weight.detach())  # trained
+        assert torch.allclose(w @ w.T, torch.eye(4), atol=1e-5)
+        double = copy.deepcopy(block).double().eval()
+        z = torch.randn(1, 4, 5, 5, dtype=torch.float64)
+        sv = torch.linalg.svdvals(torch.autograd.functional.jacobian(double, z).reshape(z.numel(), z.numel()))
+        assert sv.max() <= 3 * block.scale.detach().abs() + 1e-6
+    one = RKOConv2d(3, kernel_size=1)
+    with torch.no_grad():
+        one.parametrizations.weight.original.normal_()
+    ratio = one(x[:, :3]).flatten(1).norm(dim=1) / x[:, :3].flatten(1).norm(dim=1)
+    assert torch.allclose(ratio, torch.ones(2), atol=1e-5)
+    fresh = d.transform(_model(TinyModules))
+    fresh.load_state_dict(model.state_dict(), strict=True)
+    with pytest.raises(ValueError, match="odd"):
+        _defense("ortho", block="rko", kernel_size=2)
