@@ -16,7 +16,7 @@ import torch
 from conftest import write_matrix
 from torch import nn
 
-from bench.api import ATTACKS, MODELS, Defense, DefenseInfo, IQAModel, ModelInfo, create_attack
+from bench.api import ATTACKS, MODELS, Defense, DefenseInfo, IQAModel, ModelInfo, create_attack, create_defense
 from bench.errors import MatrixError
 from bench.gradients import AttackView, DefendedModel
 from bench.matrix import MATRIX_DIR, load_matrix
@@ -210,6 +210,24 @@ def test_eot_defeats_a_randomized_defense_that_fools_the_plain_attack(name):
         gain_plain = mean_score(plain) - mean_score(x)
         gain_eot = mean_score(adaptive) - mean_score(x)
     assert (gain_eot > 0).all() and gain_eot.mean() > gain_plain.mean() + 0.5 * gain_eot.mean(), (gain_plain, gain_eot)
+
+
+def test_eot_gradient_is_the_mean_of_the_draws_gradients():
+    """EOT recomputes each draw in the backward pass (to keep one graph alive, not N): the
+    replayed draw must be the same draw, so the gradient equals the plain average of
+    per-draw gradients taken with the graphs kept."""
+    model = tiny(False)
+    defended = DefendedModel(model, create_defense("random-noise", sigma=0.1))
+    view = AttackView(defended, eot_samples=4)
+    x = images(3, 24).requires_grad_(True)
+    torch.manual_seed(5)
+    value = view(x).sum()
+    (grad,) = torch.autograd.grad(value, x)
+    torch.manual_seed(5)
+    kept = sum(view._draw(x) for _ in range(4)) / 4
+    (expected,) = torch.autograd.grad(kept.sum(), x)
+    assert torch.allclose(value, kept.sum()) and torch.allclose(grad, expected, atol=1e-7)
+    assert grad.abs().sum() > 0
 
 
 # ----------------------------------------------------------------------------- reliability flags
