@@ -32,6 +32,22 @@ class WorkerOptions:
 _RUNNERS: dict[tuple, Any] = {}  # per worker process: the run's Runner and cell index, kept between tasks
 
 
+def keep_worker_caches() -> None:
+    """Stop loky from restarting this worker when its memory grows.
+
+    loky takes a worker's growth by 300 MB after its first task for a leak and replaces
+    the worker. Ours grow by design: the run's models and fitted defenses are kept between
+    tasks (bounded by the runner's LRU and by --max-memory-gb), so a restart threw away
+    exactly what was kept and paid start-up again (seen: a third worker in a `--jobs 2`
+    run of 12 cells). The limit is a module constant that the worker loop reads on each
+    check, hence set here, in the worker."""
+    try:
+        from joblib.externals.loky import process_executor
+    except ImportError:  # a joblib without loky: nothing restarts workers
+        return
+    process_executor._MAX_MEMORY_LEAK_SIZE = 1 << 62
+
+
 def _worker(opts: WorkerOptions, plugin_files: list[str], keys: list[str], threads: int) -> list[dict[str, Any]]:
     from bench.tuning import tune_process
 
@@ -47,6 +63,7 @@ def _worker(opts: WorkerOptions, plugin_files: list[str], keys: list[str], threa
 
     ident = (opts, tuple(plugin_files))
     if ident not in _RUNNERS:
+        keep_worker_caches()
         load_plugins(plugin_files)
         matrix = load_matrix(opts.matrix_path)
         _RUNNERS.clear()

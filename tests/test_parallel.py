@@ -66,3 +66,38 @@ def test_without_reuse_the_numbers_are_the_same(tmp_path, serial):
     df = records_frame(list(ResultsStore(tmp_path / "nr").records()))
     df = df.drop(columns=[c for c in TIMING if c in df.columns]).sort_values(["defense"]).reset_index(drop=True)
     assert serial.equals(df)
+
+
+_HELD: list[bytearray] = []
+
+
+def _grow_and_report(keep: bool, mb: int) -> int:
+    import os
+
+    from bench.parallel import keep_worker_caches
+
+    if keep:
+        keep_worker_caches()
+    _HELD.append(bytearray(mb << 20))  # what a worker's cached models look like to loky
+    for i in range(0, len(_HELD[-1]), 4096):
+        _HELD[-1][i] = 1  # touch the pages: resident, as loaded weights are
+    return os.getpid()
+
+
+@pytest.mark.filterwarnings("ignore:A worker stopped")  # loky's own words for the restart (keep=False)
+@pytest.mark.parametrize("keep", [False, True])
+def test_workers_that_keep_caches_are_not_restarted(keep):
+    """loky replaces a worker that grew by 300 MB as leaking; a bench worker grows on purpose
+    and must stay, or every task pays start-up and reloads its models."""
+    import time
+
+    from joblib import Parallel, delayed
+    from joblib.externals.loky import get_reusable_executor
+
+    get_reusable_executor().shutdown(wait=True)  # fresh workers, not ones an earlier test patched
+    pids = []
+    for _ in range(3):  # loky checks at most once a second
+        pids += Parallel(n_jobs=2, backend="loky")(delayed(_grow_and_report)(keep, 200) for _ in range(4))
+        time.sleep(1.1)
+    get_reusable_executor().shutdown(wait=True)
+    assert (len(set(pids)) <= 2) == keep, pids
