@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import resource
 import sys
 import time
 from pathlib import Path
@@ -210,7 +211,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                        "wall_s": round(summary.seconds, 3), "total": summary.total, "cached": summary.cached,
                        "status": dict(summary.status), "jobs": args.jobs, "backend": args.backend,
                        "reuse": not args.no_reuse, "device": device,
-                       "hardware": provenance.environment(device)["hardware"]})
+                       "hardware": provenance.environment(device)["hardware"],
+                       # this process's high-water mark; workers (--jobs, Dask) are not in it
+                       "main_peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)})
     print(summary.line())
     for err in summary.errors[:20]:
         print(f"  error: {err}")

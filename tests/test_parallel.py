@@ -37,6 +37,29 @@ def serial(tmp_path_factory):
     return _run(tmp_path_factory.mktemp("serial"), "r1")
 
 
+def test_each_run_is_logged_and_perf_reads_only_a_complete_cold_full_run(tmp_path):
+    """runs.jsonl is how a run's wall time outlives it (`bench perf` takes full_cold_s from
+    it): one line a run, and only a cold, complete run of the matrix named `full` counts."""
+    import json
+
+    from bench.perf import full_cold
+
+    _run(tmp_path, "r")
+    _run(tmp_path, "r")  # warm: everything cached
+    cold, warm = ResultsStore(tmp_path / "r").runs()
+    assert (cold["total"], cold["cached"], cold["status"]) == (2, 0, {"ok": 2})
+    assert (warm["cached"], warm["status"]) == (2, {}) and cold["wall_s"] > warm["wall_s"] >= 0
+    assert cold["main_peak_rss_gb"] > 0.1 and cold["matrix"] == "par"
+    assert full_cold(tmp_path / "r") == (None, "")  # not `full`
+    log = tmp_path / "r" / "runs.jsonl"
+    lines = [json.loads(x) for x in log.read_text().splitlines()]
+    lines[0]["matrix"] = "full"
+    incomplete = {**lines[0], "status": {"ok": 1, "error": 1}, "wall_s": 1.0}
+    log.write_text("\n".join(json.dumps(x) for x in [lines[0], incomplete, lines[1]]) + "\n{cut by a cra")
+    seconds, source = full_cold(tmp_path / "r")
+    assert seconds == cold["wall_s"] and "measured" in source and cold["started"] in source
+
+
 def test_two_workers_equal_one(tmp_path, serial):
     assert len(serial) == 2
     assert serial.equals(_run(tmp_path, "r2", "--jobs", "2"))
