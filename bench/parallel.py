@@ -48,7 +48,8 @@ def keep_worker_caches() -> None:
     process_executor._MAX_MEMORY_LEAK_SIZE = 1 << 62
 
 
-def _worker(opts: WorkerOptions, plugin_files: list[str], keys: list[str], threads: int) -> list[dict[str, Any]]:
+def _runner(opts: WorkerOptions, plugin_files: list[str], threads: int) -> tuple[Any, dict[str, Cell]]:
+    """This worker's Runner for the run and its cells by key, built on first use."""
     from bench.tuning import tune_process
 
     tune_process()
@@ -70,8 +71,17 @@ def _worker(opts: WorkerOptions, plugin_files: list[str], keys: list[str], threa
         runner = Runner(matrix, ResultsStore(opts.results), device=opts.device, progress=False,
                         log=lambda m: None, limits=opts.limits, reuse=opts.reuse)
         _RUNNERS[ident] = (runner, {c.key: c for c in matrix.cells()})
-    runner, by_key = _RUNNERS[ident]
+    return _RUNNERS[ident]
+
+
+def _worker(opts: WorkerOptions, plugin_files: list[str], keys: list[str], threads: int) -> list[dict[str, Any]]:
+    runner, by_key = _runner(opts, plugin_files, threads)
     return runner.run_group([by_key[k] for k in keys])
+
+
+def _pretrain(opts: WorkerOptions, plugin_files: list[str], keys: list[str]) -> None:
+    runner, by_key = _runner(opts, plugin_files, os.cpu_count() or 1)
+    runner.pretrain([by_key[k] for k in keys])
 
 
 def run_groups(opts: WorkerOptions, groups: list[list[Cell]], jobs: int, done: Done) -> None:
@@ -80,6 +90,11 @@ def run_groups(opts: WorkerOptions, groups: list[list[Cell]], jobs: int, done: D
     from bench.plugins import loaded_files
 
     threads = max(1, (os.cpu_count() or 1) // jobs)
+    # Models are trained and defenses fitted first, once each, with all the cores, on one
+    # worker (not in this process: it would hold pyiqa and the models, ~1 GB, for nothing;
+    # the worker keeps them for its share of the cells).
+    todo = [c.key for g in groups for c in g]
+    Parallel(n_jobs=jobs, backend="loky")([delayed(_pretrain)(opts, loaded_files(), todo)])
     tasks = (delayed(_worker)(opts, loaded_files(), [c.key for c in g], threads) for g in groups)
     for records in Parallel(n_jobs=jobs, backend="loky", return_as="generator_unordered")(tasks):
         done(records)

@@ -119,12 +119,12 @@ class Runner:
             bar.update(len(records))
 
         if backend == "dask" or (jobs > 1 and len(todo) > 1):
-            self._pretrain(todo)
             from bench.parallel import WorkerOptions, run_groups, run_groups_dask
 
             opts = WorkerOptions(self.matrix.path, self.store.root, self.device, self.limits, self.reuse)
             tasks = _balanced(groups, 4 * max(jobs, 2))
             if backend == "dask":
+                self.pretrain(todo)  # here: the cluster's workers share the cache, not this process's memory
                 run_groups_dask(opts, tasks, scheduler, done)
             else:
                 run_groups(opts, tasks, jobs, done)
@@ -137,7 +137,7 @@ class Runner:
         summary.seconds = time.perf_counter() - t0
         return summary
 
-    def _pretrain(self, cells: list[Cell]) -> None:
+    def pretrain(self, cells: list[Cell]) -> None:
         """Train missing base models and fit training defenses before workers start (with
         all the cores), so that no two workers train or fit the same one."""
         ok = [c for c in cells if not {c.model.name, c.defense.name, c.dataset.name} & set(self.matrix.broken)]
