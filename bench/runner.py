@@ -138,8 +138,8 @@ class Runner:
         return summary
 
     def pretrain(self, cells: list[Cell]) -> None:
-        """Train missing base models and fit training defenses before workers start (with
-        all the cores), so that no two workers train or fit the same one."""
+        """Train missing base models and fit training defenses before the cells run (with
+        all the cores, on one worker or here), so that no two workers train or fit the same one."""
         ok = [c for c in cells if not {c.model.name, c.defense.name, c.dataset.name} & set(self.matrix.broken)]
         for c in {group_key(c): c for c in ok}.values():
             try:

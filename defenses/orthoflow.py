@@ -179,6 +179,7 @@ class RKOConv2d(nn.Module):
 
 
 BLOCKS: dict[str, type[nn.Module]] = {"cayley": CayleyConv2d, "rko": RKOConv2d}
+_BLOCK_TYPES = tuple(BLOCKS.values())
 
 
 @functools.lru_cache(maxsize=16)
@@ -203,7 +204,7 @@ class _Tracer(fx.Tracer):
     """fx tracer that keeps our inserted blocks opaque (their shape-dependent FFTs need not trace)."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, tuple(BLOCKS.values())) or super().is_leaf_module(m, qualname)
+        return isinstance(m, _BLOCK_TYPES) or super().is_leaf_module(m, qualname)
 
 
 def _rewrite_relu_nodes(graph: fx.Graph, fn: Any) -> int:
@@ -406,7 +407,7 @@ class OrthoFlow(Defense):
         started = time.perf_counter()
         self._record_transform(model, rec)
         model.to(ctx.device)
-        blocks = [t for m in model.modules() if isinstance(m, tuple(BLOCKS.values())) for t in m.parameters()]
+        blocks = [t for m in model.modules() if isinstance(m, _BLOCK_TYPES) for t in m.parameters()]
         pruned: list[tuple[nn.Module, list[str]]] = []
         stages: list[dict[str, Any]] = []
         try:
