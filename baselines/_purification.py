@@ -1,5 +1,6 @@
-"""What the input-transformation baselines share: their metadata, parameter checks,
-8-bit round trips and per-image application (not a plugin: discovery skips `_` modules).
+"""What the input-transformation baselines share: their metadata, 8-bit round trips and
+per-image application (not a plugin: discovery skips `_` modules). Their parameters'
+ranges are declared in each one's `Params` and checked wherever it is created.
 
 The metadata decides how each one is attacked (bench/gradients.py), so it is built in one
 place from the two facts that matter: whether `purify` draws random numbers (EOT) and,
@@ -9,7 +10,7 @@ where gradients cannot flow through it, what stands in for it on the backward pa
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
@@ -17,7 +18,6 @@ from torch import Tensor
 
 from bench.api import Defense, DefenseInfo
 
-Ranges = dict[str, tuple[Any, ...]]  # parameter -> (low, high) or (low, high, "odd")
 MSU_BENCHMARK = "https://arxiv.org/abs/2408.01541"  # Gushchin et al., ICML 2025
 
 
@@ -29,23 +29,8 @@ def purification_info(name: str, description: str, *, randomized: bool = False, 
 
 
 class Purification(Defense):
-    """A purification whose parameters must lie in declared ranges, checked at creation so
-    that a bad matrix value fails its cells with a message naming the defense and the key:
-    `ranges` maps a parameter to (low, high) or (low, high, "odd")."""
-
-    ranges: ClassVar[Ranges] = {}
-
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        for key, (lo, hi, *odd) in self.ranges.items():
-            check_range(self.info.name, key, self.params[key], lo, hi, odd=bool(odd))
-
-
-def check_range(defense: str, key: str, value: float, lo: float, hi: float, *, odd: bool = False) -> None:
-    """Refuse a parameter outside the range the defense is meant for, naming both."""
-    if not lo <= value <= hi or (odd and int(value) % 2 != 1):
-        what = f"an odd number in {lo}..{hi}" if odd else f"in {lo}..{hi}"
-        raise ValueError(f"defense '{defense}': {key} = {value!r} must be {what}")
+    """An input transformation: `purify` (and `surrogate` where it is not differentiable).
+    Each declares its parameters' ranges (the MSU benchmark's) in its `Params`."""
 
 
 def to_uint8(x: Tensor) -> np.ndarray:

@@ -15,13 +15,11 @@ sign flips for lower-better models). Clean and attacked copies are trained toget
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import torch
 from torch import Tensor
 
-from baselines._training import TRAINING_DEFAULTS, BatchLoss, TrainingDefense, input_gradient
-from bench.api import DefenseInfo, FitContext, IQAModel, register_defense
+from baselines._training import BatchLoss, TrainingDefense, TrainingParams, input_gradient
+from bench.api import DefenseInfo, Field, FitContext, IQAModel, register_defense
 
 
 @register_defense
@@ -30,16 +28,14 @@ class AdversarialTraining(TrainingDefense):
         name="adv-train",
         kind="training",
         reference="https://doi.org/10.3390/technologies12110220",
-        description="Fine-tune on clean and FGSM-attacked images (eps 4/255), attacked labels lowered "
-        "by p (1 - SSIM) of the target range.",
+        description="Fine-tune on clean and FGSM-attacked images, attacked labels lowered by p (1 - SSIM) "
+        "of the target range.",
     )
-    defaults: ClassVar[dict[str, Any]] = {**TRAINING_DEFAULTS, "eps": 4.0, "p": 0.5}
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        if not 0 < self.params["eps"] <= 255 or self.params["p"] < 0:
-            raise ValueError(f"defense '{self.info.name}': eps (in /255) must be in (0, 255] and p >= 0; "
-                             f"got {self.params['eps']}, {self.params['p']}")
+    class Params(TrainingParams):
+        eps: float = Field(4.0, gt=0, le=255, description="FGSM step that attacks each training batch, /255")
+        p: float = Field(0.5, ge=0, description="label correction: share of the target range lost per unit of "
+                         "1 - SSIM (this benchmark's default, not the paper's)")
 
     def batch_loss(self, model: IQAModel, ctx: FitContext, better: float) -> BatchLoss:
         import pyiqa  # heavy: only when training

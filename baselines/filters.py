@@ -12,20 +12,22 @@ half a level).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Annotated
 
 import torch
 from torch import Tensor
 
-from baselines._purification import Purification, Ranges, purification_info, tvf
-from bench.api import register_defense
+from baselines._purification import Purification, purification_info, tvf
+from bench.api import Field, Odd, Params, register_defense
 
 
 @register_defense
 class GaussianBlur(Purification):
     info = purification_info("gaussian-blur", "Gaussian blur of the input (torchvision) before scoring.")
-    defaults: ClassVar[dict[str, Any]] = {"kernel_size": 5, "sigma": 1.0}
-    ranges: ClassVar[Ranges] = {"kernel_size": (3, 11, "odd"), "sigma": (0.1, 10.0)}
+
+    class Params(Params):
+        kernel_size: Annotated[int, Odd] = Field(5, ge=3, le=11, description="side of the square kernel, px")
+        sigma: float = Field(1.0, ge=0.1, le=10.0, description="standard deviation of the Gaussian, px")
 
     def purify(self, x: Tensor) -> Tensor:
         k, s = self.params["kernel_size"], float(self.params["sigma"])
@@ -36,8 +38,9 @@ class GaussianBlur(Purification):
 class MedianBlur(Purification):
     info = purification_info("median-blur", "Median filter of each channel (scipy.ndimage, reflected borders); "
                              "BPDA through a Gaussian blur of the same kernel.", surrogate="gaussian-blur")
-    defaults: ClassVar[dict[str, Any]] = {"kernel_size": 3}
-    ranges: ClassVar[Ranges] = {"kernel_size": (3, 11, "odd")}
+
+    class Params(Params):
+        kernel_size: Annotated[int, Odd] = Field(3, ge=3, le=11, description="side of the square median window, px")
 
     def purify(self, x: Tensor) -> Tensor:
         from scipy import ndimage  # on first use, as torchvision
@@ -56,8 +59,9 @@ class BitDepth(Purification):
     info = purification_info("bit-depth", "Reduce each channel to 2^bits levels (feature squeezing); "
                              "BPDA through the identity.", surrogate="identity",
                              reference="https://arxiv.org/abs/1704.01155")
-    defaults: ClassVar[dict[str, Any]] = {"bits": 4}
-    ranges: ClassVar[Ranges] = {"bits": (1, 7)}
+
+    class Params(Params):
+        bits: int = Field(4, ge=1, le=7, description="bits kept per channel (2^bits levels)")
 
     def purify(self, x: Tensor) -> Tensor:
         levels = 2 ** self.params["bits"] - 1
@@ -67,8 +71,9 @@ class BitDepth(Purification):
 @register_defense
 class Resize(Purification):
     info = purification_info("resize", "Downscale by `scale` (antialiased bilinear) and back to the input size.")
-    defaults: ClassVar[dict[str, Any]] = {"scale": 0.5}
-    ranges: ClassVar[Ranges] = {"scale": (0.1, 0.9)}
+
+    class Params(Params):
+        scale: float = Field(0.5, ge=0.1, le=0.9, description="factor each side is scaled down by before scaling back")
 
     def purify(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]

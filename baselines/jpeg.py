@@ -8,22 +8,22 @@ attacked with BPDA and the identity on the backward pass (Athalye et al., ICML 2
 from __future__ import annotations
 
 import io
-from typing import Any, ClassVar
 
 import numpy as np
 from PIL import Image
 from torch import Tensor
 
-from baselines._purification import Purification, Ranges, from_uint8, purification_info, to_uint8
-from bench.api import register_defense
+from baselines._purification import Purification, from_uint8, purification_info, to_uint8
+from bench.api import Field, Params, register_defense
 
 
 @register_defense
 class JPEG(Purification):
     info = purification_info("jpeg", "Re-encode as JPEG (Pillow/libjpeg) at the given quality before scoring.",
                              surrogate="identity")
-    defaults: ClassVar[dict[str, Any]] = {"quality": 50}
-    ranges: ClassVar[Ranges] = {"quality": (1, 95)}
+
+    class Params(Params):
+        quality: int = Field(50, ge=1, le=95, description="JPEG quality the input is re-encoded at (libjpeg scale)")
 
     def purify(self, x: Tensor) -> Tensor:
         out = []

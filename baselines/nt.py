@@ -14,13 +14,11 @@ noise divided by h rather than the gradient.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import torch
 from torch import Tensor
 
-from baselines._training import TRAINING_DEFAULTS, BatchLoss, TrainingDefense, input_gradient
-from bench.api import DefenseInfo, FitContext, IQAModel, register_defense
+from baselines._training import BatchLoss, TrainingDefense, TrainingParams, input_gradient
+from bench.api import DefenseInfo, Field, FitContext, IQAModel, register_defense
 
 
 @register_defense
@@ -29,16 +27,12 @@ class NormRegularization(TrainingDefense):
         name="nt",
         kind="training",
         reference="https://arxiv.org/abs/2403.11397",
-        description="Fine-tune with a finite-difference penalty on the input-gradient norm (NT, h 0.01, "
-        "weight 1e-3).",
+        description="Fine-tune with a finite-difference penalty on the input-gradient norm (NT).",
     )
-    defaults: ClassVar[dict[str, Any]] = {**TRAINING_DEFAULTS, "h": 0.01, "weight": 1e-3}
 
-    def __init__(self, **params: Any) -> None:
-        super().__init__(**params)
-        if not self.params["h"] > 0 or self.params["weight"] < 0:
-            raise ValueError(f"defense '{self.info.name}': h must be > 0 and weight >= 0; "
-                             f"got {self.params['h']}, {self.params['weight']}")
+    class Params(TrainingParams):
+        h: float = Field(0.01, gt=0, description="finite-difference step along the gradient's sign, image units")
+        weight: float = Field(1e-3, ge=0, description="weight of the gradient-norm penalty in the loss")
 
     def batch_loss(self, model: IQAModel, ctx: FitContext, better: float) -> BatchLoss:
         h, weight = self.params["h"], self.params["weight"]

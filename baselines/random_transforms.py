@@ -11,21 +11,20 @@ torch's global generator, which the runner seeds per cell.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import torch
 from torch import Tensor
 
-from baselines._purification import Purification, Ranges, per_image, purification_info, tvf
-from bench.api import register_defense
+from baselines._purification import Purification, per_image, purification_info, tvf
+from bench.api import Field, Params, register_defense
 
 
 @register_defense
 class RandomCrop(Purification):
     info = purification_info("random-crop", "Crop a random window of `size` x each side, resize it back.",
                              randomized=True)
-    defaults: ClassVar[dict[str, Any]] = {"size": 0.9}
-    ranges: ClassVar[Ranges] = {"size": (0.5, 0.99)}
+
+    class Params(Params):
+        size: float = Field(0.9, ge=0.5, le=0.99, description="side of the crop window, as a fraction of the image's")
 
     def purify(self, x: Tensor) -> Tensor:
         h, w = x.shape[-2:]
@@ -40,8 +39,9 @@ class RandomCrop(Purification):
 class RandomRotate(Purification):
     info = purification_info("random-rotate", "Rotate by a uniform random angle in [-degrees, degrees] "
                              "(bilinear, black corners).", randomized=True)
-    defaults: ClassVar[dict[str, Any]] = {"degrees": 10.0}
-    ranges: ClassVar[Ranges] = {"degrees": (0.0, 180.0)}
+
+    class Params(Params):
+        degrees: float = Field(10.0, ge=0.0, le=180.0, description="largest rotation either way, degrees")
 
     def purify(self, x: Tensor) -> Tensor:
         tf = tvf()
@@ -52,8 +52,9 @@ class RandomRotate(Purification):
 @register_defense
 class RandomFlip(Purification):
     info = purification_info("random-flip", "Mirror each image left-right with probability p.", randomized=True)
-    defaults: ClassVar[dict[str, Any]] = {"p": 0.5}
-    ranges: ClassVar[Ranges] = {"p": (0.0, 1.0)}
+
+    class Params(Params):
+        p: float = Field(0.5, ge=0.0, le=1.0, description="probability that an image is mirrored")
 
     def purify(self, x: Tensor) -> Tensor:
         flip = (torch.rand(len(x)) < self.params["p"]).tolist()
@@ -65,8 +66,9 @@ class RandomFlip(Purification):
 class RandomNoise(Purification):
     info = purification_info("random-noise", "Add Gaussian noise of standard deviation sigma, clip to [0, 1].",
                              randomized=True)
-    defaults: ClassVar[dict[str, Any]] = {"sigma": 0.03}
-    ranges: ClassVar[Ranges] = {"sigma": (0.0, 0.5)}
+
+    class Params(Params):
+        sigma: float = Field(0.03, ge=0.0, le=0.5, description="standard deviation of the noise, image units ([0, 1])")
 
     def purify(self, x: Tensor) -> Tensor:
         return (x + self.params["sigma"] * torch.randn_like(x)).clamp(0, 1)

@@ -22,12 +22,12 @@ from __future__ import annotations
 
 import hashlib
 import math
-from typing import Any, ClassVar
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from bench.api import Defense, DefenseInfo, IQAModel, register_defense
+from bench.api import Defense, DefenseInfo, Field, IQAModel, Params, register_defense
 
 
 class SmoothedModel(IQAModel):
@@ -73,17 +73,18 @@ class RandomizedSmoothing(Defense):
         kind="certified",
         randomized=True,
         reference="https://arxiv.org/abs/2007.03730",
-        description="Median of the scores of n Gaussian-noised copies (sigma 0.12); certified score "
-        "interval by median smoothing (often vacuous at real budgets).",
+        description="Median of the scores of n Gaussian-noised copies; certified score interval by median "
+        "smoothing (often vacuous at real budgets).",
     )
-    defaults: ClassVar[dict[str, Any]] = {"sigma": 0.12, "n": 8, "n_certify": 100, "alpha": 0.001}
+
+    class Params(Params):
+        sigma: float = Field(0.12, gt=0, description="standard deviation of the Gaussian noise, image units ([0, 1])")
+        n: int = Field(8, ge=1, description="noisy copies whose median score is the defended score")
+        n_certify: int = Field(100, ge=1, description="fresh noisy copies drawn to estimate the certificate")
+        alpha: float = Field(0.001, gt=0, lt=1, description="probability that the certified interval is wrong")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        p = self.params
-        if not (p["sigma"] > 0 and p["n"] >= 1 and p["n_certify"] >= 1 and 0 < p["alpha"] < 1):
-            raise ValueError(f"defense '{self.info.name}': need sigma > 0, n >= 1, n_certify >= 1, "
-                             f"0 < alpha < 1; got {p}")
         self._samples: dict[tuple, Tensor] = {}  # sorted noisy scores per batch, shared by every eps
 
     def transform(self, model: IQAModel) -> IQAModel:

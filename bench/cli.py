@@ -27,6 +27,8 @@ def _parser() -> argparse.ArgumentParser:
 
     sp = sub.add_parser("list", help="list registered components")
     sp.add_argument("kind", choices=KINDS)
+    sp.add_argument("--params", action="store_true",
+                    help="under each component, its parameters: name, type, default, what is allowed, help")
     data_root_arg(sp)
     plugin_arg(sp)
 
@@ -70,7 +72,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="cpu")
     sp.add_argument("--dataset", default="embedded",
                     help="for a model trained here: the dataset it was trained on (default embedded)")
-    sp.add_argument("files", nargs="+")
+    sp.add_argument("files", nargs="+", metavar="PATH",
+                    help="image files, or folders: a folder's image files are scored in name order, its "
+                         "sub-folders are not searched; exit status 1 if any path could not be scored")
     data_root_arg(sp)
     plugin_arg(sp)
 
@@ -139,8 +143,15 @@ def cmd_list(args: argparse.Namespace) -> int:
 
     load_plugins(args.plugin)
     registry = {"models": api.MODELS, "attacks": api.ATTACKS, "defenses": api.DEFENSES, "datasets": api.DATASETS}[args.kind]
-    for name, cls in registry:
-        print(describe(args.kind, cls))
+    from bench.registry import origin_label
+
+    for name, cls in registry:  # each with where its code came from: a number's producer must be traceable
+        print(f"{describe(args.kind, cls)}  [from {origin_label(registry.origin_record(name))}]")
+        if args.params:
+            from bench.params import docs
+
+            for doc in docs(cls) or []:
+                print(f"    {doc.line()}")
     for src, why in sorted(registry.broken.items()):
         print(f"! {src}: failed to load: {why}")
     return 0
@@ -152,10 +163,7 @@ def describe(kind: str, cls: type) -> str:
         grad = "differentiable" if i.differentiable else f"gradient via {i.gradient_surrogate or 'none'}"
         where = i.weights
         if i.kind == "learned":
-            from bench.weights import cache_dir
-
-            present = cls.pretrained_weights() or next(iter((cache_dir() / "models").glob(f"{i.name}-*.json")), None)
-            where += f" [{'present: ' + str(present) if present else 'not present: run `bench train`'}]"
+            where += f" [{weights_status(cls)}]"
         lo, hi = i.score_range
         return (f"{i.name:20s} {'lower' if i.lower_better else 'higher'} is better, range [{lo:g}, {hi:g}], "
                 f"{i.kind}, {grad}; weights: {where}")
@@ -165,6 +173,27 @@ def describe(kind: str, cls: type) -> str:
     if kind == "attacks":
         return f"{i.name:10s} {i.norm}, eps in {i.budget_unit}; defaults {cls.defaults}; {i.reference}"
     return describe_dataset(cls)
+
+
+def weights_status(cls: type) -> str:
+    """Whether a learned model's weights are here, and if not where they must come from:
+    `bench train` only for a model that can train (overrides IQAModel.fit); the others
+    need a checkpoint, or their published file where the model looks for it."""
+    from bench.api import IQAModel
+    from bench.weights import cache_dir
+
+    name = cls.info.name
+    present = cls.pretrained_weights() or next(iter((cache_dir() / "models").glob(f"{name}-*.json")), None)
+    if present:
+        return f"present: {present}"
+    if cls.fit is not IQAModel.fit:
+        return f"not present: run `bench train --model {name}` or give --weights PATH"
+    fix = "not present, and it cannot be trained here: give a checkpoint with --weights PATH (or `weights` in the matrix)"
+    if cls.pretrained_weights.__func__ is not IQAModel.pretrained_weights.__func__:
+        import torch
+
+        fix += f", or put its published file in pyiqa's cache ({torch.hub.get_dir()}/pyiqa)"
+    return fix
 
 
 def describe_dataset(cls: type) -> str:
@@ -183,12 +212,16 @@ def describe_dataset(cls: type) -> str:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import provenance
+    from bench.datacheck import check_before_run
     from bench.lock import RunLock
     from bench.matrix import load_matrix
     from bench.plugins import load_plugins
+    from bench.progress import switch_off
     from bench.runner import Limits, Runner
     from bench.store import ResultsStore
 
+    if args.no_progress:  # also the data build, training and fine-tunes, here and in workers
+        switch_off()
     if args.jobs < 1:
         raise BenchError(f"--jobs must be at least 1, got {args.jobs}")
     store = ResultsStore(args.results)
@@ -196,6 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     load_plugins(args.plugin)
     _warn_broken_plugins()
     matrix = load_matrix(args.matrix)
+    check_before_run(matrix, args.backend)
     device = _device(args.device)
     limits = Limits(seconds=args.cell_timeout or None, max_rss_gb=_memory_limit(args.max_memory_gb, args.jobs))
     with RunLock(store.root, wait=args.wait) as lock:
@@ -284,43 +318,30 @@ def cmd_site(args: argparse.Namespace) -> int:
 
 
 def cmd_score(args: argparse.Namespace) -> int:
-    import torch
-
     from bench.api import DATASETS, MODELS
-    from bench.images import ImageError, load_image
     from bench.matrix import Spec
     from bench.plugins import load_plugins
     from bench.registry import check_params
+    from bench.score import expand, score_files
     from bench.workbench import Workbench
 
     load_plugins(args.plugin)
     cls = MODELS.get(args.model)
     params = {"weights": args.weights} if args.weights else {}
-    spec = Spec("model", args.model, check_params("model", args.model, cls.defaults, params), cls.info.version)
+    spec = Spec("model", args.model, check_params("model", args.model, cls, params), cls.info.version)
     dcls = DATASETS.get(args.dataset)
     trained_on = Spec("dataset", args.dataset, dict(dcls.defaults), dcls.info.version)
-    model, _ = Workbench(seed=0, device=args.device, allow_train=False).base_model(spec, trained_on)
-    failed = 0
-    for f in args.files:
-        try:
-            x, _ = load_image(f)
-        except ImageError as e:
-            print(f"warning: skipped: {e}", file=sys.stderr)
-            failed += 1
-            continue
-        if min(x.shape[-2:]) < model.info.min_size:
-            print(f"warning: skipped: image '{f}' is {x.shape[-1]}x{x.shape[-2]}; model '{args.model}' needs at "
-                  f"least {model.info.min_size}x{model.info.min_size}", file=sys.stderr)
-            failed += 1
-            continue
-        with torch.no_grad():
-            s = float(model(x.unsqueeze(0).to(args.device)).reshape(-1)[0])
-        print(f"{f},{s:.6g}")
-    return 1 if failed else 0
+    files, problems = expand(args.files)
+    if files:  # no model to load when nothing can be scored
+        model, _ = Workbench(seed=0, device=args.device, allow_train=False).base_model(spec, trained_on)
+        problems += score_files(model, files, args.device)
+    for line in problems:
+        print(f"error: {line}", file=sys.stderr)
+    return 1 if problems else 0
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from bench.api import DATASETS, MODELS
+    from bench.api import DATASETS, MODELS, IQAModel
     from bench.matrix import Spec
     from bench.plugins import load_plugins
     from bench.workbench import Workbench
@@ -329,6 +350,9 @@ def cmd_train(args: argparse.Namespace) -> int:
     mcls, dcls = MODELS.get(args.model), DATASETS.get(args.dataset)
     if mcls.info.kind != "learned":
         raise BenchError(f"model '{args.model}' is classic: it has nothing to train")
+    if mcls.fit is IQAModel.fit:
+        raise BenchError(f"model '{args.model}' cannot be trained here (it does not implement fit): give its "
+                         "weights with --weights PATH to `bench score`, or a `weights` field in a matrix")
     bench = Workbench(seed=args.seed, device=args.device, log=lambda m: print(m, file=sys.stderr))
     _, source = bench.base_model(Spec("model", args.model, dict(mcls.defaults), mcls.info.version),
                                  Spec("dataset", args.dataset, dict(dcls.defaults), dcls.info.version))

@@ -3,13 +3,33 @@
 from __future__ import annotations
 
 import difflib
+import sys
 from collections.abc import Iterable
 
 
+def quoted(name: object) -> str:
+    """A name that came from a file or the command line, quoted for a message: Python's
+    repr of the text, so that a newline or other control character in it shows as
+    `\\n`, `\\x1f`, ... and the message stays one unambiguous line ('piqe' stays 'piqe')."""
+    return repr(str(name))
+
+
+def one_line(text: str) -> str:
+    """`text` with every line break and other non-printable character escaped as repr
+    would: the last guard that keeps a message relayed from a library or a plugin (a
+    pandas parser error ends in a newline) on the one line the CLI promises."""
+    return "".join(c if c.isprintable() or c == " " else repr(c)[1:-1] for c in text)
+
+
 class BenchError(Exception):
-    """A user-facing error: the message names the thing at fault and the fix."""
+    """A user-facing error: the message names the thing at fault and the fix. Its text is
+    always one line (see `one_line`); names from files should still be `quoted` where the
+    message is built, so that they read unambiguously."""
 
     exit_code = 1
+
+    def __str__(self) -> str:
+        return one_line(super().__str__())
 
 
 class UnknownNameError(BenchError, KeyError):
@@ -19,14 +39,14 @@ class UnknownNameError(BenchError, KeyError):
         known = sorted(known)
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        msg = f"unknown {kind} '{name}'{hint} (known: {', '.join(known) or 'none'})"
+        msg = f"unknown {kind} {quoted(name)}{hint} (known: {', '.join(known) or 'none'})"
         if extra:
             msg += f"; {extra}"
         super().__init__(msg)
         self.kind, self.name = kind, name
 
     def __str__(self) -> str:  # KeyError would quote the message
-        return self.args[0]
+        return one_line(self.args[0])
 
 
 class MatrixError(BenchError):
@@ -43,3 +63,10 @@ class CheckpointError(BenchError):
 
 class NotApplicable(Exception):
     """Raised by a defense that cannot transform this model: the cell is skipped, not failed."""
+
+
+def warn(message: str) -> None:
+    """Tell the user of something that went wrong but was worked around (a file skipped),
+    as one line on stderr, `warning: ...`: Python's `warnings` format would add the
+    category and a source line that say nothing to a user of the CLI."""
+    print(f"warning: {one_line(message)}", file=sys.stderr, flush=True)

@@ -1,6 +1,6 @@
 """How attacks see a model and a defense: the adaptive views.
 
-Attacks differentiate an `AttackView`, built by the runner from declared metadata only:
+Attacks differentiate an `AttackView`, built by the executor from declared metadata only:
 - a defense that is not differentiable is crossed with BPDA (Athalye et al., ICML 2018,
   https://arxiv.org/abs/1802.00420): its real output on the forward pass, its declared
   surrogate (often the identity) on the backward pass;
@@ -103,3 +103,25 @@ class AttackView(nn.Module):
         defense, model = self.defended.defense, self.defended.model
         z = defense.purify(x) if defense.info.differentiable else bpda(x, defense.purify, defense.surrogate)
         return model.gradient_forward(z)
+
+
+def gradient_flags(view: AttackView, x: Tensor, bs: int, dev: torch.device) -> list[str]:
+    """AutoAttack-style checks on the attack's view of the clean images `x`: images whose
+    input gradient is zero everywhere, or not finite somewhere (flags in every cell)."""
+    zero = nonfinite = 0
+    for i in range(0, len(x), bs):
+        xb = x[i : i + bs].to(dev).requires_grad_(True)
+        try:
+            (g,) = torch.autograd.grad(view(xb).sum(), xb)
+        except RuntimeError:  # no graph at all: every gradient is zero
+            zero += len(xb)
+            continue
+        flat = g.flatten(1)
+        nonfinite += int((~torch.isfinite(flat)).any(1).sum())
+        zero += int((flat == 0).all(1).sum())
+    flags = []
+    if zero:
+        flags.append(f"zero-gradients({zero}/{len(x)})")
+    if nonfinite:
+        flags.append(f"nonfinite-gradients({nonfinite}/{len(x)})")
+    return flags

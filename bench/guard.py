@@ -16,6 +16,7 @@ import signal
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from bench.errors import BenchError
@@ -23,6 +24,14 @@ from bench.errors import BenchError
 
 class CellLimitError(BenchError):
     pass
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Per-cell limits (`--cell-timeout`, `--max-memory-gb`): a group's shared set-up gets the same ones."""
+
+    seconds: float | None = 3600.0
+    max_rss_gb: float | None = None
 
 
 _PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096

@@ -29,7 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from bench.errors import MatrixError, UnknownNameError
+from bench.errors import MatrixError, UnknownNameError, quoted
 from bench.registry import Registry, check_params
 from bench.store import digest
 
@@ -37,7 +37,16 @@ MATRIX_DIR = Path(__file__).parent / "matrices"
 TOP_LEVEL = {
     "name": str, "description": str, "seed": int, "eps_unit": str, "suite": str,
     "eot_samples": int, "batch_size": int, "models": dict, "defenses": dict, "attacks": dict, "datasets": dict,
-    "blocks": dict,
+    "blocks": dict, "claim": dict,
+}
+# [claim]: who plays which part on the site (bench/leaderboard/roles.py); recorded in every cell
+CLAIM_FIELDS = {
+    "method": "a defense's name or a list of them (each gets its own claim section)",
+    "rivals": "a list of defense names (compared with the method in the sentence)",
+    "controls": "a list of defense names (shown beside the method in the table)",
+    "reference": "a defense's name (the undefended reference for clean loss)",
+    "labels": "a table of defense name = \"what the sentence calls it\"",
+    "suite": "an attack suite's name (the leaderboard ranks its cells where there are any)",
 }
 BLOCK_FIELDS = ("description", "models", "defenses", "attacks", "datasets")
 REQUIRED = ("models", "defenses", "attacks", "datasets")
@@ -105,6 +114,7 @@ class Matrix:
     # fail with the plugin's error instead of stopping the whole run
     broken: dict[str, str] = field(default_factory=dict)
     blocks: list[Block] = field(default_factory=list)  # added to the top level's cross product
+    claim: dict[str, Any] = field(default_factory=dict)  # the checked [claim] table; {} without one
 
     def cells(self) -> list[Cell]:
         """The top level's cross product, then each block's; a cell named twice is one cell."""
@@ -131,7 +141,7 @@ def resolve_path(name_or_path: str) -> Path:
     p = Path(name_or_path)
     if p.suffix == ".toml" or p.exists():
         if not p.is_file():
-            raise MatrixError(f"matrix file '{p}' does not exist")
+            raise MatrixError(f"matrix file {quoted(p)} does not exist")
         return p
     builtin = MATRIX_DIR / f"{name_or_path}.toml"
     if builtin.is_file():
@@ -148,14 +158,14 @@ def load_matrix(name_or_path: str) -> Matrix:
 
     path = resolve_path(name_or_path)
     raw_bytes = path.read_bytes()
-    where = f"matrix '{path}'"
+    where = f"matrix {quoted(path)}"
     try:
         raw = tomllib.loads(raw_bytes.decode("utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise MatrixError(f"{where} is not valid TOML: {e}") from None
     for k, v in raw.items():
         if k not in TOP_LEVEL:
-            raise MatrixError(f"{where}: unknown field '{k}' (allowed: {', '.join(TOP_LEVEL)})")
+            raise MatrixError(f"{where}: unknown field {quoted(k)} (allowed: {', '.join(TOP_LEVEL)})")
         if not isinstance(v, TOP_LEVEL[k]) or (TOP_LEVEL[k] is int and isinstance(v, bool)):
             raise MatrixError(f"{where}: field '{k}' must be {TOP_LEVEL[k].__name__}, got {v!r}")
     for k in REQUIRED:
@@ -163,7 +173,7 @@ def load_matrix(name_or_path: str) -> Matrix:
             raise MatrixError(f"{where}: field '{k}' is missing or empty: name at least one {k[:-1]}")
     unit = raw.get("eps_unit", "1/255")
     if unit not in EPS_UNITS:
-        raise MatrixError(f"{where}: eps_unit '{unit}' not allowed (allowed: {', '.join(EPS_UNITS)})")
+        raise MatrixError(f"{where}: eps_unit {quoted(unit)} not allowed (allowed: {', '.join(EPS_UNITS)})")
     for k in ("eot_samples", "batch_size"):
         if k in raw and raw[k] < 1:
             raise MatrixError(f"{where}: field '{k}' must be at least 1, got {raw[k]}")
@@ -176,7 +186,8 @@ def load_matrix(name_or_path: str) -> Matrix:
         for name, params in (raw[section] if table is None else table).items():
             field_name = f"{prefix}{section}.{name}"
             if not isinstance(params, dict):
-                raise MatrixError(f"{where}: field '{field_name}' must be a table of parameters, e.g. {name} = {{}}")
+                raise MatrixError(f"{where}: field {quoted(field_name)} must be a table of parameters, "
+                                  f"e.g. {quoted(name)} = {{}}")
             params = dict(params)
             extra = {k: params.pop(k) for k in pop if k in params}
             if name not in registry:
@@ -184,12 +195,18 @@ def load_matrix(name_or_path: str) -> Matrix:
                     broken[name] = "; ".join(f"{k}: {v}" for k, v in registry.broken.items())
                     out.append((Spec(registry.kind, name, params, "unloaded"), extra))
                     continue
-                raise UnknownNameError(registry.kind, name, registry.names(), f"in {where}, field '{prefix}{section}'")
+                raise UnknownNameError(registry.kind, name, registry.names(),
+                                       f"in {where}, field {quoted(prefix + section)}")
             cls = registry.get(name)
             try:
-                merged = check_params(registry.kind, name, getattr(cls, "defaults", {}), params)
+                merged = check_params(registry.kind, name, cls, params)  # its declaration: types, ranges, choices
             except MatrixError as e:
-                raise MatrixError(f"{where}, field '{field_name}': {e}") from None
+                raise MatrixError(f"{where}, field {quoted(field_name)}: {e}") from None
+            if registry.kind in ("defense", "attack"):  # their constructors only check values: cheap
+                try:
+                    cls(**merged)
+                except (ValueError, TypeError) as e:
+                    raise MatrixError(f"{where}, field {quoted(field_name)}: {e}") from None
             out.append((Spec(registry.kind, name, merged, cls.info.version), extra))
         return out
 
@@ -200,10 +217,12 @@ def load_matrix(name_or_path: str) -> Matrix:
             if name and key not in table:  # a block inherits what it does not name
                 return specs(key, registry, pop)
             if not isinstance(table.get(key), dict) or not table[key]:
-                raise MatrixError(f"{where}: field '{prefix}{key}' must be a non-empty table, e.g. {key} = {{ ... }}")
+                raise MatrixError(f"{where}: field {quoted(prefix + key)} must be a non-empty table, "
+                                  f"e.g. {key} = {{ ... }}")
             return specs(key, registry, pop, table[key], prefix)
 
-        attacks = [(spec, _eps_list(extra.get("eps"), unit, f"{where}, field '{prefix}attacks.{spec.name}.eps'"))
+        attacks = [(spec, _eps_list(extra.get("eps"), unit,
+                                    f"{where}, field {quoted(f'{prefix}attacks.{spec.name}.eps')}"))
                    for spec, extra in section("attacks", ATTACKS, pop=("eps",))]
         models = [s for s, _ in section("models", MODELS)]
         _check_gradients(where, models, [a for a, _ in attacks], MODELS, ATTACKS)
@@ -213,14 +232,19 @@ def load_matrix(name_or_path: str) -> Matrix:
     top = block("", raw)
     blocks = []
     for name, table in raw.get("blocks", {}).items():
+        if not name.strip():  # '' would also read as the top level's own fields
+            raise MatrixError(f"{where}: field 'blocks' has a block named {quoted(name)}; give it a name, "
+                              "e.g. [blocks.more]")
         if not isinstance(table, dict):
-            raise MatrixError(f"{where}: field 'blocks.{name}' must be a table, e.g. [blocks.{name}]")
+            raise MatrixError(f"{where}: field {quoted(f'blocks.{name}')} must be a table, e.g. [blocks.{quoted(name)}]")
         for k in table:
             if k not in BLOCK_FIELDS:
-                raise MatrixError(f"{where}: unknown field 'blocks.{name}.{k}' (allowed: {', '.join(BLOCK_FIELDS)})")
+                raise MatrixError(f"{where}: unknown field {quoted(f'blocks.{name}.{k}')} "
+                                  f"(allowed: {', '.join(BLOCK_FIELDS)})")
         if "description" in table and not isinstance(table["description"], str):
-            raise MatrixError(f"{where}: field 'blocks.{name}.description' must be str")
+            raise MatrixError(f"{where}: field {quoted(f'blocks.{name}.description')} must be str")
         blocks.append(block(name, table))
+    claim = _claim(where, raw.get("claim"), [d.name for b in (top, *blocks) for d in b.defenses])
     return Matrix(
         name=raw.get("name", path.stem),
         path=str(path),
@@ -235,7 +259,69 @@ def load_matrix(name_or_path: str) -> Matrix:
         datasets=top.datasets,
         broken=broken,
         blocks=blocks,
+        claim=claim,
     )
+
+
+def _claim(where: str, table: dict[str, Any] | None, defenses: list[str]) -> dict[str, Any]:
+    """The [claim] table, checked and normalised (`method` always a list): every name a
+    defense of this matrix, each defense in one role (the reference may also be a rival
+    or a control), rivals and controls only beside a method."""
+    if table is None:
+        return {}
+    known = list(dict.fromkeys(defenses))
+    for k in table:
+        if k not in CLAIM_FIELDS:
+            raise MatrixError(f"{where}: unknown field {quoted(f'claim.{k}')} (allowed: {', '.join(CLAIM_FIELDS)})")
+
+    def bad(key: str, v: Any) -> MatrixError:
+        return MatrixError(f"{where}: field 'claim.{key}' must be {CLAIM_FIELDS[key]}, got {v!r}")
+
+    def names(key: str, one: bool) -> list[str]:
+        v = table.get(key, [])
+        v = [v] if one and isinstance(v, str) else v
+        if not isinstance(v, list) or not all(isinstance(x, str) and x for x in v) or (one and key in table and not v):
+            raise bad(key, table[key])
+        for i, n in enumerate(v):
+            if n not in known:
+                raise MatrixError(f"{where}: field 'claim.{key}' names {quoted(n)}, not a defense of this matrix "
+                                  f"(its defenses: {', '.join(known)})")
+            if n in v[:i]:
+                raise MatrixError(f"{where}: field 'claim.{key}' names {quoted(n)} twice")
+        return list(v)
+
+    out: dict[str, Any] = {"method": names("method", True)}
+    roles = {"method": out["method"]}
+    for key in ("rivals", "controls"):
+        if key in table:
+            if not out["method"]:
+                raise MatrixError(f"{where}: field 'claim.{key}' needs a method to compare: name it in 'claim.method'")
+            out[key] = roles[key] = names(key, False)
+    for key in ("reference", "suite"):
+        if key in table:
+            if not isinstance(table[key], str) or not table[key].strip():
+                raise bad(key, table[key])
+            out[key] = table[key]
+    if "reference" in out:
+        names("reference", True)
+        roles["reference"] = [out["reference"]]
+    seen: dict[str, str] = {}
+    for key, listed in roles.items():
+        for n in listed:
+            other = seen.setdefault(n, key)
+            if other != key and ("method" in (key, other) or "reference" not in (key, other)):
+                raise MatrixError(f"{where}: field 'claim.{key}' names {quoted(n)}, which 'claim.{other}' names too: "
+                                  "give each defense one role (only the reference may also be a rival or a control)")
+    if "labels" in table:
+        labels = table["labels"]
+        if not isinstance(labels, dict) or not all(isinstance(v, str) and v.strip() for v in labels.values()):
+            raise bad("labels", labels)
+        for n in labels:
+            if n not in seen:
+                raise MatrixError(f"{where}: field {quoted(f'claim.labels.{n}')} labels a defense with no role in "
+                                  f"the claim (its roles: {', '.join(seen) or 'none named'})")
+        out["labels"] = dict(labels)
+    return out
 
 
 def _eps_list(value: Any, unit: str, where: str) -> list[float]:

@@ -1,6 +1,8 @@
 """What every cell measures.
 
-Correlation with the dataset's opinion scores (SROCC, PLCC, via scipy), the attack's
+Correlation with the dataset's opinion scores (SROCC, PLCC, via scipy; signed by the
+model's and the dataset's score directions both, so that agreeing with the raters is
+positive on MOS and DMOS datasets alike), the attack's
 gain, the MSU robustness score, and how visible the perturbation is (PSNR, SSIM, via
 pyiqa). Gains are read on scores min-max scaled by the cell's own clean scores and
 oriented so that a positive gain means the attack moved the score in the model's
@@ -37,18 +39,27 @@ from scipy import stats
 if TYPE_CHECKING:
     from torch import Tensor
 
-MEASURES_VERSION = "2"  # 2: MSU robustness score and bootstrap intervals
+MEASURES_VERSION = "3"  # 2: MSU robustness score and bootstrap intervals; 3: correlations signed by the dataset's direction too
 CI_LEVEL = 0.95
 CI_RESAMPLES = 1000  # ~1 ms per mean and ~10 ms per SROCC interval at 64 images
 CI_SEED = 0
 R_EPS = 1e-6  # the MSU code's e: keeps R finite where the score did not move
 
 
-def correlations(pred: np.ndarray, mos: np.ndarray, lower_better: bool) -> tuple[float, float]:
-    """SROCC and PLCC, signed so that a model agreeing with the MOS scores positive."""
+def agreement_sign(model_lower_better: bool, mos_lower_better: bool) -> float:
+    """+1 where a model that agrees with the raters correlates positively with the scores
+    as stored, -1 where exactly one of the two scales runs the other way (a higher-better
+    model against LIVE's or CSIQ's DMOS, a lower-better one like PIQE against a MOS)."""
+    return -1.0 if model_lower_better != mos_lower_better else 1.0
+
+
+def correlations(pred: np.ndarray, mos: np.ndarray, model_lower_better: bool,
+                 mos_lower_better: bool) -> tuple[float, float]:
+    """SROCC and PLCC, signed by both score directions so that a model agreeing with the
+    raters scores positive whatever way the model and the dataset count quality."""
     if len(pred) < 3 or np.ptp(pred) == 0 or np.ptp(mos) == 0:
         return math.nan, math.nan
-    sign = -1.0 if lower_better else 1.0
+    sign = agreement_sign(model_lower_better, mos_lower_better)
     return sign * float(stats.spearmanr(pred, mos).statistic), sign * float(stats.pearsonr(pred, mos).statistic)
 
 
@@ -122,11 +133,14 @@ class Fidelity:
 
 
 def cell_metrics(
-    mos: np.ndarray, clean: np.ndarray, attacked: np.ndarray, lower_better: bool, psnr: float, ssim: float
+    mos: np.ndarray, clean: np.ndarray, attacked: np.ndarray, lower_better: bool, psnr: float, ssim: float,
+    *, mos_lower_better: bool,
 ) -> dict[str, float]:
+    """Every measure of one cell. `lower_better` is the model's direction (it orients the
+    gains), `mos_lower_better` the dataset's (with the model's, it signs the correlations)."""
     mos, clean, attacked = (np.asarray(v, dtype=float) for v in (mos, clean, attacked))
-    s_c, p_c = correlations(clean, mos, lower_better)
-    s_a, p_a = correlations(attacked, mos, lower_better)
+    s_c, p_c = correlations(clean, mos, lower_better, mos_lower_better)
+    s_a, p_a = correlations(attacked, mos, lower_better, mos_lower_better)
     p = per_image(clean, attacked, lower_better)
     out: dict[str, float] = {
         "n_images": len(mos),
@@ -138,7 +152,23 @@ def cell_metrics(
     if math.isnan(s_c):
         out["srocc_clean_ci_lo"] = out["srocc_clean_ci_hi"] = math.nan
     else:
-        sign = -1.0 if lower_better else 1.0
+        sign = agreement_sign(lower_better, mos_lower_better)
         lo, hi = bootstrap_ci((clean, mos), _srocc)
         out["srocc_clean_ci_lo"], out["srocc_clean_ci_hi"] = sorted((sign * lo, sign * hi))
     return out
+
+
+def certified(bounds: Tensor, attacked: Tensor) -> dict[str, float]:
+    """What a certified defense guarantees at this eps (`bounds`: a [lo, hi] score interval per
+    image), beside what the attack reached. An interval with an infinite end guarantees
+    nothing: it is counted as vacuous, and the means are over the finite (informative)
+    intervals only (NaN where none is). Tensor methods only: this module imports no torch."""
+    lo, hi = bounds[:, 0], bounds[:, 1]
+    finite = lo.isfinite() & hi.isfinite()
+    inside = ((attacked >= lo - 1e-6) & (attacked <= hi + 1e-6)).float()
+
+    def mean(t: Tensor) -> float:
+        return float(t[finite].mean()) if finite.any() else math.nan
+
+    return {"cert_vacuous": float((~finite).float().mean()), "cert_lo_mean": mean(lo), "cert_hi_mean": mean(hi),
+            "cert_width_mean": mean(hi - lo), "cert_attacked_inside": float(inside.mean())}

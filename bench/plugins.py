@@ -8,21 +8,24 @@
 
 A plugin that fails to import is recorded in its registry's `broken` table with the
 error, so that the cells that name it fail with a message naming the plugin, and the
-rest of the matrix runs.
+rest of the matrix runs. What an entry point or a file registers keeps its origin (the
+entry point, its distribution and version; the file's path and sha256), which every
+record carries: a number on the leaderboard names the package that produced it.
 """
 
 from __future__ import annotations
 
+import hashlib
 import importlib
 import importlib.util
 import pkgutil
 import sys
 import traceback
-from importlib.metadata import entry_points
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
+from typing import Any
 
-from bench.api import ATTACKS, DATASETS, DEFENSES, MODELS
-from bench.registry import PLUGIN_FILE_PREFIX, Registry
+from bench.registry import ATTACKS, DATASETS, DEFENSES, MODELS, PLUGIN_FILE_PREFIX, Registry
 
 BUILTIN_PACKAGES = {
     "bench.models": MODELS,
@@ -31,8 +34,31 @@ BUILTIN_PACKAGES = {
     "defenses": DEFENSES,
     "baselines": DEFENSES,
 }
+REGISTRIES = (MODELS, ATTACKS, DEFENSES, DATASETS)
 _loaded_files: set[Path] = set()
 _builtins_done = False
+
+
+def _snapshot() -> list[set[str]]:
+    return [set(reg.names()) for reg in REGISTRIES]
+
+
+def _claim(before: list[set[str]], origin: dict[str, Any]) -> None:
+    """Give what was registered since `before` its loader's origin (the decorator alone
+    knows only the module)."""
+    for reg, names in zip(REGISTRIES, before, strict=True):
+        for name in set(reg.names()) - names:
+            mod = reg.get(name).__module__
+            if mod.startswith(PLUGIN_FILE_PREFIX):  # its import name varies by process: the file's own stem
+                mod = Path(origin.get("path", mod)).stem
+            reg.set_origin(name, {**origin, "module": mod})
+
+
+def entry_point_origin(ep: EntryPoint) -> dict[str, Any]:
+    """The entry point and the distribution (name and version) that declares it."""
+    dist = ep.dist
+    return {"kind": "entry point", "entry_point": ep.name, "group": ep.group, "value": ep.value,
+            "distribution": (dist.name if dist else None) or "?", "version": (dist.version if dist else None) or "?"}
 
 
 def _why(e: BaseException) -> str:
@@ -60,13 +86,16 @@ def _load_entry_points(registry: Registry) -> None:
     for ep in entry_points(group=registry.entry_point_group):
         if ep.name in registry:
             continue
+        origin = entry_point_origin(ep)
+        before = _snapshot()
         try:
             obj = ep.load()
         except Exception as e:
-            registry.broken[ep.name] = f"entry point {ep.value} ({ep.dist.name if ep.dist else '?'}): {_why(e)}"
+            registry.broken[ep.name] = f"entry point {ep.value} ({origin['distribution']}): {_why(e)}"
             continue
-        if isinstance(obj, type) and obj.info.name not in registry:
-            registry.register(obj, origin=f"entry point {ep.value}")
+        if isinstance(obj, type) and getattr(getattr(obj, "info", None), "name", None) not in registry:
+            registry.register(obj, origin={**origin, "module": obj.__module__})
+        _claim(before, origin)
 
 
 def load_plugin_file(path: str | Path) -> None:
@@ -83,8 +112,11 @@ def load_plugin_file(path: str | Path) -> None:
     assert spec and spec.loader
     module = importlib.util.module_from_spec(spec)
     sys.modules[name] = module
+    before = _snapshot()
     try:
-        spec.loader.exec_module(module)
+        source = p.read_bytes()  # hashed and run from the same bytes: the checksum is of what ran
+        exec(compile(source, str(p), "exec"), module.__dict__)  # noqa: S102 - the user's own plugin file
+        _claim(before, {"kind": "plugin file", "path": str(p), "sha256": hashlib.sha256(source).hexdigest()})
     except Exception as e:
         sys.modules.pop(name, None)
         msg = f"plugin file {p.name}: {_why(e)}"

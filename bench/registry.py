@@ -1,9 +1,12 @@
 """One registry class for models, attacks, defenses and datasets.
 
 Components register with a decorator on their class (`@register_defense`); the class
-carries `info` (its metadata) and `defaults` (its parameters and their default values).
+carries `info` (its metadata) and `Params` (its parameters declared: type, range or
+choices, default, help; see `bench.params`), or a plain `defaults` dict.
 Plugins that failed to load are remembered by where they came from, so that a cell
-naming a missing component can say which plugin is at fault.
+naming a missing component can say which plugin is at fault. Every registered component
+keeps its origin (built-in module, entry point with its distribution and version, or
+--plugin file with its sha256): records and the site say which code produced a number.
 """
 
 from __future__ import annotations
@@ -14,8 +17,10 @@ from collections.abc import Iterator
 from typing import Any, Generic, TypeVar
 
 from bench.errors import UnknownNameError
+from bench.params import check, derive_defaults
 
 PLUGIN_FILE_PREFIX = "bench_plugin_"
+BUILTIN_TOP_PACKAGES = ("bench", "defenses", "baselines")
 
 T = TypeVar("T", bound=type)
 
@@ -27,11 +32,11 @@ class Registry(Generic[T]):
         self.kind = kind
         self.entry_point_group = entry_point_group
         self._items: dict[str, T] = {}
-        self._origin: dict[str, str] = {}
+        self._origin: dict[str, dict[str, Any]] = {}
         # name (or plugin source) -> why it failed to load
         self.broken: dict[str, str] = {}
 
-    def register(self, cls: T | None = None, *, origin: str | None = None) -> Any:
+    def register(self, cls: T | None = None, *, origin: dict[str, Any] | None = None) -> Any:
         def deco(c: T) -> T:
             info = getattr(c, "info", None)
             name = getattr(info, "name", None)
@@ -43,11 +48,13 @@ class Registry(Generic[T]):
                                  "parts of file names); choose another")
             if not isinstance(getattr(c, "defaults", {}), dict):
                 raise TypeError(f"{self.kind} '{name}': `defaults` must be a dict")
+            derive_defaults(c)  # a declaring class outside bench.api's bases gets its `defaults` here
             if name in self._items and self._items[name] is not c:
-                prev = self._origin.get(name, "?")
+                prev = self.origin(name)
                 raise ValueError(f"{self.kind} '{name}' registered twice ({prev} and {c.__module__})")
             self._items[name] = c
-            self._origin[name] = origin or _origin_of(c)
+            if origin or name not in self._origin:  # the same class again keeps what its loader knew
+                self._origin[name] = dict(origin) if origin else origin_record(c)
             return c
 
         return deco(cls) if cls is not None else deco
@@ -63,7 +70,19 @@ class Registry(Generic[T]):
         raise UnknownNameError(self.kind, name, self._items, extra)
 
     def origin(self, name: str) -> str:
-        return self._origin.get(name, "?")
+        """Where `name` came from, in a few words (module, entry point or plugin file)."""
+        rec = self._origin.get(name)
+        return describe_origin(rec) if rec else "?"
+
+    def origin_record(self, name: str) -> dict[str, Any]:
+        """Where `name` came from, as the fields a record keeps (see `origin_record`)."""
+        return dict(self._origin.get(name) or {"kind": "unknown"})
+
+    def set_origin(self, name: str, origin: dict[str, Any]) -> None:
+        """Replace what the decorator could infer (plugin loading knows more: the entry
+        point and its distribution, the plugin file's checksum)."""
+        if name in self._items:
+            self._origin[name] = dict(origin)
 
     def names(self) -> list[str]:
         return sorted(self._items)
@@ -76,44 +95,65 @@ class Registry(Generic[T]):
 
     def create(self, name: str, **params: Any) -> Any:
         cls = self.get(name)
-        return cls(**check_params(self.kind, name, getattr(cls, "defaults", {}), params))
+        return cls(**check_params(self.kind, name, cls, params))
+
+    def check(self, name: str, params: dict[str, Any]) -> dict[str, Any]:
+        """`params` merged over `name`'s defaults, checked against its declaration."""
+        return check_params(self.kind, name, self.get(name), params)
 
 
 def _origin_of(cls: type) -> str:
     """Module name, or the file for plugins loaded with --plugin FILE."""
-    module = sys.modules.get(cls.__module__)
-    if cls.__module__.startswith(PLUGIN_FILE_PREFIX) and module is not None:
-        return getattr(module, "__file__", cls.__module__)
-    return cls.__module__
+    return describe_origin(origin_record(cls))
 
 
-def check_params(kind: str, name: str, defaults: dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
-    """Merge `params` over `defaults`, refusing unknown keys and wrong types by name."""
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        from bench.errors import MatrixError
-
-        allowed = ", ".join(sorted(defaults)) or "none"
-        raise MatrixError(f"{kind} '{name}': unknown parameter(s) {', '.join(unknown)} (allowed: {allowed})")
-    merged = dict(defaults)
-    for k, v in params.items():
-        d = defaults[k]
-        if d is not None and not _same_type(d, v):
-            from bench.errors import MatrixError
-
-            raise MatrixError(
-                f"{kind} '{name}': parameter '{k}' must be {type(d).__name__} like its default {d!r}, got {v!r}"
-            )
-        merged[k] = v
-    return merged
+def origin_record(cls: type) -> dict[str, Any]:
+    """What the class itself tells of its origin: its module, and whether that is one of
+    the built-in packages or a --plugin file (the loader adds entry points' distributions
+    and files' checksums). Kinds: "built-in", "plugin file", "entry point", "import"."""
+    mod = cls.__module__
+    if mod.startswith(PLUGIN_FILE_PREFIX):
+        path = str(getattr(sys.modules.get(mod), "__file__", "") or mod)
+        return {"kind": "plugin file", "module": path.rsplit("/", 1)[-1].removesuffix(".py"), "path": path}
+    kind = "built-in" if mod.split(".")[0] in BUILTIN_TOP_PACKAGES else "import"
+    return {"kind": kind, "module": mod}
 
 
-def _same_type(default: Any, value: Any) -> bool:
-    if isinstance(default, bool) or isinstance(value, bool):
-        return isinstance(default, bool) and isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float))
-    if isinstance(default, (list, tuple)):
-        return isinstance(value, (list, tuple))
-    return isinstance(value, type(default))
+def describe_origin(rec: dict[str, Any]) -> str:
+    """One line for messages (a failing component is named by it): the module for
+    built-ins, the file and its sha256 for --plugin files, the entry point with its
+    distribution and version for installed packages."""
+    kind = rec.get("kind")
+    if kind == "plugin file":
+        sha = f" (sha256 {str(rec['sha256'])[:12]})" if rec.get("sha256") else ""
+        return f"plugin file {rec.get('path') or rec.get('module') or '?'}{sha}"
+    if kind == "entry point":
+        return (f"entry point {rec.get('entry_point', '?')} = {rec.get('value', '?')} "
+                f"({rec.get('distribution', '?')} {rec.get('version', '?')})")
+    return str(rec.get("module") or "?")
 
+
+def origin_label(rec: dict[str, Any]) -> str:
+    """`describe_origin` with built-ins said to be built-in: what `bench list`, the CSV
+    export and the site show beside a component."""
+    if rec.get("kind") == "built-in":
+        return f"built-in {rec.get('module') or '?'}"
+    return describe_origin(rec)
+
+
+def check_params(kind: str, name: str, cls_or_defaults: type | dict[str, Any], params: dict[str, Any]) -> dict[str, Any]:
+    """Merge `params` over the component's defaults, refusing unknown keys and values its
+    declaration does not allow with one line naming the component, the parameter, what is
+    allowed and what was given (`bench.params.check`). `cls_or_defaults`: the component's
+    class (its `Params` declaration, or types inferred from a plain `defaults` dict), or a
+    plain defaults dict."""
+    return check(kind, name, cls_or_defaults, params)
+
+
+# The four registries, one per kind. They live here, not in bench.api (which re-exports them,
+# typed): bench.plugins fills them without importing bench.api, which loads plugins on first
+# use, so the two modules do not import each other.
+MODELS: Registry[Any] = Registry("model", "bench.models")
+ATTACKS: Registry[Any] = Registry("attack", "bench.attacks")
+DEFENSES: Registry[Any] = Registry("defense", "bench.defenses")
+DATASETS: Registry[Any] = Registry("dataset", "bench.datasets")

@@ -8,7 +8,6 @@ This module imports no torch: the exporter and the site read the store through i
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import os
@@ -18,22 +17,19 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-SCHEMA = 1
-EXPORT_COLUMNS = [
-    "model", "defense", "attack", "eps", "dataset", "status", "n_images",
-    "srocc_clean", "srocc_attacked", "plcc_clean", "plcc_attacked",
-    "abs_gain", "rel_gain", "robustness_score", "psnr", "ssim", "seconds",
-    "srocc_clean_ci_lo", "srocc_clean_ci_hi", "abs_gain_ci_lo", "abs_gain_ci_hi",
-    "rel_gain_ci_lo", "rel_gain_ci_hi", "robustness_score_ci_lo", "robustness_score_ci_hi",
-]
-
-
-def canonical(obj: Any) -> str:
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), allow_nan=True)
-
-
-def digest(obj: Any) -> str:
-    return hashlib.sha256(canonical(obj).encode()).hexdigest()
+# the schema is bench.record's (EXPORT_COLUMNS, digest: importable from here too); torch-free, like this module
+from bench.record import (
+    COMPONENTS,
+    EXPORT_COLUMNS,
+    PROVENANCE,
+    SCHEMA,
+    CellRecord,
+    canonical,
+    digest,
+    upgrade,
+    validate,
+)
+from bench.registry import origin_label
 
 
 class ResultsStore:
@@ -66,7 +62,11 @@ class ResultsStore:
             return None
         return _read(p)
 
-    def put(self, record: dict[str, Any]) -> Path:
+    def put(self, record: CellRecord | dict[str, Any]) -> Path:
+        """Write a record, checked against the schema (bench.record: RecordError naming
+        the field that does not fit; a record of an older version is converted first),
+        with its version and checksum."""
+        record = validate(record.to_dict() if isinstance(record, CellRecord) else upgrade(dict(record)))
         record = dict(record, schema=SCHEMA)
         record.pop("checksum", None)
         record["checksum"] = digest(record)
@@ -140,42 +140,74 @@ def atomic_write(p: Path, data: bytes) -> None:
 def _read(p: Path) -> dict[str, Any] | None:
     try:
         rec = json.loads(p.read_text())
+        if not isinstance(rec, dict):
+            raise ValueError(f"valid JSON, but a {type(rec).__name__}, not a record")
         stored = rec.pop("checksum", None)
         if stored != digest(rec):
             raise ValueError("checksum mismatch")
         rec["checksum"] = stored
-        return rec
+        return upgrade(rec)  # a record of an older schema, converted
     except (ValueError, OSError) as e:
         warnings.warn(f"ignoring corrupt result record {p} ({e}); its cell will be recomputed", stacklevel=2)
         return None
+
+
+def data_notes(record: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """What loading did to each split, as {"test": notes, "train": notes}. Schema 1
+    records may hold the test split's notes alone, flat: the train split is then {}."""
+    data = record.get("data") or {}
+    if not isinstance(data, dict):
+        return {"test": {}, "train": {}}
+    if data and set(data) <= {"test", "train"} and all(isinstance(v, dict) for v in data.values()):
+        return {"test": data.get("test") or {}, "train": data.get("train") or {}}
+    return {"test": data, "train": {}}
+
+
+def notes_counts(notes: dict[str, Any]) -> tuple[float, float]:
+    """(files skipped, files converted) of one split's notes; NaN where it does not say."""
+    skipped, converted = notes.get("skipped"), notes.get("converted")
+    n_skipped = float(skipped) if isinstance(skipped, (int, float)) and not isinstance(skipped, bool) else math.nan
+    if isinstance(converted, dict):
+        return n_skipped, float(sum(v for v in converted.values() if isinstance(v, (int, float))))
+    return n_skipped, math.nan
+
+
+def flatten(r: dict[str, Any]) -> dict[str, Any]:
+    """One record (of the current schema) as one row of the table: each key a column
+    that bench.record.COLUMNS declares, or a measure of its metrics."""
+    row = {**r["cell"], "status": r["status"], "message": r.get("message", "")}
+    row.update(r.get("metrics", {}))
+    row["key"] = r["key"]
+    row["flags"] = ";".join(r.get("flags", []))
+    row["attack_view"] = r.get("view", {}).get("summary", "")
+    meta = r.get("meta", {})
+    row["defense_kind"] = meta.get("defense", {}).get("kind", "")
+    row["model_lower_better"] = meta.get("model", {}).get("lower_better")
+    row["mos_name"] = meta.get("dataset", {}).get("mos_name", "")
+    row["attack_needs_gradients"] = meta.get("attack", {}).get("needs_gradients")
+    for kind in COMPONENTS:  # where each component's code came from
+        origin = meta.get(kind, {}).get("origin")
+        row[f"{kind}_origin"] = origin_label(origin) if isinstance(origin, dict) else ""
+    weights = r.get("weights") or {}
+    for k in ("source", "path", "sha256"):
+        row[f"weights_{k}"] = str(weights.get(k) or "")
+    for split, notes in data_notes(r).items():
+        row[f"{split}_skipped"], row[f"{split}_converted"] = notes_counts(notes)
+    conf = r.get("config", {})
+    row["setting"] = digest([conf.get(k) for k in ("model", "defense", "dataset", "eps_255", "seed",
+                                                    "eot_samples")])[:12] if conf else ""
+    prov = r.get("provenance", {})
+    for k in PROVENANCE:
+        v = prov.get(k)
+        row[f"prov_{k}"] = v if not isinstance(v, dict) else canonical(v)
+    return row
 
 
 def records_frame(records: list[dict[str, Any]] | Iterator[dict[str, Any]]):  # -> pandas.DataFrame
     """Flatten records into one row per cell: the export columns first, then the rest."""
     import pandas as pd
 
-    rows = []
-    for r in records:
-        row = {**r["cell"], "status": r["status"], "message": r.get("message", "")}
-        row.update(r.get("metrics", {}))
-        row["key"] = r["key"]
-        row["flags"] = ";".join(r.get("flags", []))
-        row["attack_view"] = r.get("view", {}).get("summary", "")
-        meta = r.get("meta", {})
-        row["defense_kind"] = meta.get("defense", {}).get("kind", "")
-        row["model_lower_better"] = meta.get("model", {}).get("lower_better")
-        row["mos_name"] = meta.get("dataset", {}).get("mos_name", "")
-        row["attack_needs_gradients"] = meta.get("attack", {}).get("needs_gradients")
-        # cells that differ only in their attack: what cross-cell flags compare (bench/flags.py)
-        conf = r.get("config", {})
-        row["setting"] = digest([conf.get(k) for k in ("model", "defense", "dataset", "eps_255", "seed",
-                                                        "eot_samples")])[:12] if conf else ""
-        prov = r.get("provenance", {})
-        for k in ("bench", "torch", "pyiqa", "torchattacks", "python", "git_commit", "seed", "matrix",
-                  "matrix_sha256", "suite", "date", "hardware"):
-            v = prov.get(k)
-            row[f"prov_{k}"] = v if not isinstance(v, dict) else canonical(v)
-        rows.append(row)
+    rows = [flatten(upgrade(r)) for r in records]
     df = pd.DataFrame(rows)
     for c in EXPORT_COLUMNS:
         if c not in df.columns:
@@ -184,6 +216,6 @@ def records_frame(records: list[dict[str, Any]] | Iterator[dict[str, Any]]):  # 
     df = df[EXPORT_COLUMNS + rest]
     if len(df):
         df = df.sort_values(["model", "dataset", "defense", "attack", "eps"], kind="stable").reset_index(drop=True)
-    from bench.flags import add_cross_cell_flags  # torch-free, like this module
+    from bench.flags import add_read_time_flags  # torch-free, like this module
 
-    return add_cross_cell_flags(df)
+    return add_read_time_flags(df)

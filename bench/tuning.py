@@ -8,6 +8,10 @@ halved it (7.3 s -> 3.7 s for two epochs) and sped the Cayley convolution up ~1.
 (OpenMP's passive wait policy was tried too: 3-4x slower on the Cayley convolution's
 many small parallel regions, so it is not set.) BENCH_NO_TUNING=1 skips this. The cost:
 up to ~1 GB of freed memory stays with each process instead of going back to the OS.
+
+Always (BENCH_NO_TUNING or not, unless MKL_CBWR is set already): MKL's strict reproducible
+mode, MKL_CBWR=AUTO,STRICT, so that matrix products do not depend on the thread count and
+`--jobs N` gives exactly the numbers of a serial run (no cost measurable here on 1 thread).
 """
 
 from __future__ import annotations
@@ -22,6 +26,11 @@ _done = False
 
 def tune_process() -> None:
     global _done
+    # Before MKL's first call (it reads this then; workers inherit it): matrix products give
+    # the same bits whatever the thread count, so a --jobs N worker (1 thread) computes what a
+    # serial run (all cores) does. Without it CNNIQA's 800x800 linear layer differed in the
+    # last bit between 1 and 2 threads, and so did every score and bootstrap interval after it.
+    os.environ.setdefault("MKL_CBWR", "AUTO,STRICT")
     if _done or os.environ.get("BENCH_NO_TUNING") == "1":
         return
     _done = True

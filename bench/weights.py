@@ -14,6 +14,7 @@ import io
 import json
 import os
 import pickle
+import re
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -21,7 +22,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.errors import CheckpointError, WeightsMissingError
+from bench.errors import CheckpointError, WeightsMissingError, quoted
 from bench.store import atomic_write
 
 
@@ -48,19 +49,41 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     try:
         obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
-        raise CheckpointError(
-            f"checkpoint '{path}' was refused: it holds pickled objects that are not plain tensors "
-            f"({str(e).splitlines()[0][:200]}). Loading it could execute code, so it is never loaded "
-            "that way. Save a plain state_dict (torch.save(model.state_dict(), path)) or a .safetensors file."
-        ) from None
-    except Exception as e:
-        raise CheckpointError(f"checkpoint '{path}' cannot be read: {e}") from None
+        raise CheckpointError(refusal(path, e)) from None
+    except Exception as e:  # noqa: BLE001 - torch.load raises many kinds
+        raise CheckpointError(f"checkpoint {quoted(path)} cannot be read ({type(e).__name__}: {_first_line(e)}); "
+                              "give a state_dict saved with torch.save or a .safetensors file") from None
     for key in ("params", "state_dict", "model"):  # common wrappers (pyiqa uses "params")
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
     if not isinstance(obj, dict):
         raise CheckpointError(f"checkpoint '{path}' is not a state_dict (got {type(obj).__name__})")
     return {k.removeprefix("module."): v for k, v in obj.items()}
+
+
+def refusal(path: str | Path, e: BaseException) -> str:
+    """Why a checkpoint that `weights_only=True` refused is not loaded, and how to convert
+    it. torch's own message is not relayed: it is coloured with terminal escapes and
+    advises `weights_only=False`, the code-running load this project refuses on purpose;
+    only the class it stopped at is kept, as a hint to where the file came from."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(e))
+    found = re.search(r"GLOBAL ([A-Za-z_][\w.]*)", text)
+    if found:
+        what = f"it carries a pickled {found.group(1)} object besides tensors"
+    else:
+        stop = re.search(r"WeightsUnpickler error:\s*([^\n]+)", text)
+        what = ("it is not a plain tensor checkpoint: it is not a torch file at all, or it carries pickled "
+                f"objects besides tensors ({stop.group(1).strip()[:120] if stop else 'unreadable pickle data'})")
+    return (f"checkpoint {quoted(path)} is refused: {what}; unpickling such a file could run code, so it is "
+            "never loaded; convert it once where you trust it: load the model there and re-save its weights "
+            "alone with torch.save(model.state_dict(), 'weights.pth') or "
+            "safetensors.torch.save_file(model.state_dict(), 'weights.safetensors'), then give that file")
+
+
+def _first_line(e: BaseException) -> str:
+    """An exception's first line of text, without terminal colour codes."""
+    text = re.sub(r"\x1b\[[0-9;]*[A-Za-z]", "", str(e)).strip()
+    return (text.splitlines() or [""])[0][:200]
 
 
 def load_into(module: nn.Module, path: str | Path, owner: str) -> None:
@@ -99,6 +122,13 @@ def cached_checkpoint(path: Path) -> dict[str, Any] | None:
     return None
 
 
+def _trains_here(model: Any) -> bool:
+    """Whether the model's class has its own `fit` (bench.api.IQAModel's does nothing):
+    read off the class, so that this module needs no bench.api (which imports it)."""
+    owner = next((c for c in type(model).__mro__ if "fit" in vars(c)), None)
+    return owner is not None and not (owner.__name__ == "IQAModel" and owner.__module__ == "bench.api")
+
+
 def resolve_weights(
     model: nn.Module,
     *,
@@ -119,12 +149,10 @@ def resolve_weights(
     record = cached_checkpoint(trained_path)
     if record is not None:
         load_into(model, trained_path, f"model '{info.name}'")
-        return {"source": "trained here", **record}
+        return {"source": "trained here", **record, **_file(trained_path)}
     if train is None:
-        from bench.api import IQAModel
-
         fix = "pass --weights PATH (or a `weights` field in the matrix)"
-        if type(model).fit is not IQAModel.fit:
+        if _trains_here(model):
             fix = f"copy the published file into pyiqa's cache, {fix}, or train it with " \
                   f"`python -m bench train --model {info.name} --dataset embedded`"
         raise WeightsMissingError(
@@ -134,4 +162,10 @@ def resolve_weights(
     log(f"model '{info.name}': no published weights here; training it on the dataset's train split")
     record = train()
     save_checkpoint(model, trained_path, record)
-    return {"source": "trained here", **record}
+    return {"source": "trained here", **record, **_file(trained_path)}
+
+
+def _file(path: Path) -> dict[str, str]:
+    """The checkpoint a model trained here was read from: like published or local weights,
+    its path and sha256 go into every record (and onto the model's page)."""
+    return {"path": str(path), "sha256": file_sha256(path)}

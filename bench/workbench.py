@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import math
+import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,8 +17,15 @@ from torch import Tensor
 from bench.api import ATTACKS, DATASETS, DEFENSES, MODELS, Defense, FitContext, IQAModel, IQASplit, NotApplicable
 from bench.errors import BenchError
 from bench.matrix import Spec
+from bench.measures import agreement_sign, correlations
+from bench.meta import DatasetInfo, ModelInfo
 from bench.store import digest
 from bench.weights import cache_dir, cached_checkpoint, load_into, resolve_weights, save_checkpoint
+
+
+# 2: training and fine-tuning targets oriented by the dataset's and the model's directions,
+# fine-tuning targets matched to the base scores' mean and spread (was a least-squares fit)
+TARGETS_VERSION = 2
 
 
 class StageError(BenchError):
@@ -80,10 +88,13 @@ class Workbench:
     def base_model(self, spec: Spec, ds: Spec | None) -> tuple[IQAModel, dict[str, Any]]:
         """The undefended model with its parameters and where they came from."""
         data_ident = _without(ds, "n_images") if ds else None
-        key = digest({"model": spec.ident(), "data": data_ident, "seed": self.seed})
+        key = digest({"model": spec.ident(), "data": data_ident, "seed": self.seed, "targets": TARGETS_VERSION})
         if key in self._models:
             return self._models[key]
         with stage("model", spec.name):
+            # seeded first: a model trained here starts from the same initial weights whatever
+            # this process ran before (other groups, other tests)
+            torch.manual_seed(self.seed)
             model = MODELS.create(spec.name, **spec.params)
             if model.info.kind == "classic":
                 source: dict[str, Any] = {"source": model.info.weights}
@@ -98,21 +109,18 @@ class Workbench:
         return model, source
 
     def _train(self, model: IQAModel, ds: Spec) -> dict[str, Any]:
-        from bench.measures import correlations
-
         train, test = self.split(ds)
-        lo, hi = model.info.score_range
         ds_info = DATASETS.get(ds.name).info
-        m_lo, m_hi = ds_info.mos_range
-        targets = lo + (train.mos - m_lo) / (m_hi - m_lo) * (hi - lo)
+        targets = mos_on_model_scale(train.mos, ds_info, model.info)
         ctx = FitContext(train=train, targets=targets, seed=self.seed, device=self.device, log=self.log)
         torch.manual_seed(self.seed)
         model.to(self.device)
-        model.fit(ctx)
+        with fit_threads():
+            model.fit(ctx)
         model.eval()
         pred = score_batched(model, test.images, self.batch_size, self.device).numpy()
         check_finite(torch.from_numpy(pred), f"model '{model.info.name}' after training")
-        srocc, plcc = correlations(pred, test.mos.numpy(), model.info.lower_better)
+        srocc, plcc = correlations(pred, test.mos.numpy(), model.info.lower_better, ds_info.mos_lower_better)
         return {"dataset": ds.name, "dataset_params": _without(ds, "n_images")["params"], "split": "train",
                 "n_train": len(train), "seed": self.seed, "params": {k: v for k, v in model.params.items()},
                 "test_srocc": srocc, "test_plcc": plcc, "mos_name": ds_info.mos_name, **ctx.record}
@@ -126,7 +134,8 @@ class Workbench:
             if not defense.trains():
                 return model.eval(), {}
             key = digest({"model": model_spec.ident(), "weights": source.get("sha256") or source,
-                          "defense": spec.ident(), "data": _without(ds, "n_images"), "seed": self.seed})
+                          "defense": spec.ident(), "data": _without(ds, "n_images"), "seed": self.seed,
+                          "targets": TARGETS_VERSION})
             path = cache_dir() / "defended" / f"{model_spec.name}-{spec.name.replace('+', '_')}-{key[:16]}.pt"
             record = cached_checkpoint(path) if self.cache_defended else None
             if record is not None:
@@ -136,11 +145,13 @@ class Workbench:
             train = self.train_split(ds)
             base_scores = score_batched(base, train.images, self.batch_size, self.device)
             check_finite(base_scores, f"model '{model_spec.name}' on the train split (before defense '{spec.name}')")
-            targets = _linear_map(train.mos, base_scores)
+            ds_info = DATASETS.get(ds.name).info
+            targets = mos_matched_to_scores(train.mos, base_scores, ds_info.mos_lower_better, base.info.lower_better)
             ctx = FitContext(train=train, targets=targets, seed=self.seed, device=self.device, log=self.log)
             torch.manual_seed(self.seed)
             model.to(self.device)
-            defense.fit(model, ctx)
+            with fit_threads():
+                defense.fit(model, ctx)
             model.eval()
             for name, p in model.state_dict().items():
                 if p.is_floating_point() and not torch.isfinite(p).all():
@@ -150,11 +161,44 @@ class Workbench:
             return model, ctx.record
 
 
-def _linear_map(mos: Tensor, scores: Tensor) -> Tensor:
-    """MOS mapped onto the model's score scale by least squares, for fine-tuning targets."""
-    a = torch.stack([mos.double(), torch.ones_like(mos, dtype=torch.double)], 1)
-    coef = torch.linalg.lstsq(a, scores.double().unsqueeze(1)).solution
-    out = (a @ coef).squeeze(1).float()
-    if not math.isfinite(out.sum().item()):
-        raise ValueError("cannot map the MOS onto the model's scores (non-finite fit)")
-    return out
+@contextmanager
+def fit_threads() -> Iterator[None]:
+    """Every fit (a model trained here, a defense fitted) runs on all the cores' threads,
+    wherever it runs: the serial run (whose torch default may be fewer, or OMP_NUM_THREADS),
+    a --jobs worker (which pretrains with all of them) or a Dask client. oneDNN's gradient
+    of a convolution's weights depends on the thread count (CNNIQA's conv1: 1 and 2 threads
+    differ in the last bits), and a checkpoint is cached by a key without it, so otherwise
+    which run trained first would decide every later run's numbers."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(os.cpu_count() or 1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def mos_on_model_scale(mos: Tensor, ds_info: DatasetInfo, model_info: ModelInfo) -> Tensor:
+    """Training targets: the MOS range mapped linearly onto the model's score range, turned
+    round where exactly one of the two counts quality downwards (a DMOS for a higher-better
+    model, a MOS for a lower-better one), so that a model trained here learns the raters'
+    order the right way up on every dataset."""
+    m_lo, m_hi = ds_info.mos_range
+    lo, hi = model_info.score_range
+    quality = (mos.float() - m_lo) / (m_hi - m_lo)  # 0..1, in the dataset's direction
+    if agreement_sign(model_info.lower_better, ds_info.mos_lower_better) < 0:
+        quality = 1.0 - quality
+    return lo + quality * (hi - lo)
+
+
+def mos_matched_to_scores(mos: Tensor, scores: Tensor, mos_lower_better: bool, model_lower_better: bool) -> Tensor:
+    """Fine-tuning targets on the defended model's own scale: the MOS, oriented by both
+    score directions, standardised and given the mean and spread of the base model's scores
+    on the same images. A least-squares fit would take its slope's sign from the model
+    (a model that ranks the train split backwards would be taught to keep doing so) and
+    shrink the spread by the correlation; this keeps both the direction and the scale."""
+    quality = mos.double() * agreement_sign(model_lower_better, mos_lower_better)
+    s = scores.double()
+    spread = quality.std()
+    if not (math.isfinite(spread.item()) and spread > 0 and math.isfinite(s.std().item())):
+        raise ValueError("cannot map the MOS onto the model's scores (constant or non-finite MOS or scores)")
+    return (s.mean() + (quality - quality.mean()) / spread * s.std()).float()

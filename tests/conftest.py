@@ -8,9 +8,23 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
+
+# Property tests: in CI (env var CI set, as CI services and `.ci/run` do) a fixed,
+# derandomized search, so a CI run cannot fail at random and a failure reproduces
+# exactly; elsewhere ("dev") a random search that may find new cases. A longer hunt:
+# HYPOTHESIS_PROFILE=deep pytest tests/test_matrix_fuzz.py
+settings.register_profile("ci", derandomize=True, deadline=None, max_examples=150, print_blob=True)
+settings.register_profile("dev", deadline=None, max_examples=150)
+settings.register_profile("deep", deadline=None, max_examples=3000)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "dev"))
 
 _SESSION_CACHE = tempfile.mkdtemp(prefix="bench-test-cache-")
 os.environ["BENCH_CACHE"] = _SESSION_CACHE
+# pyiqa's cache of published weights lives under TORCH_HOME: a machine that holds the
+# published CNNIQA file must see the same models as one that holds none. Tests that need
+# published weights put files into this empty folder themselves.
+os.environ["TORCH_HOME"] = str(Path(_SESSION_CACHE) / "torch-home")
 
 TINY_MATRIX = """
 name = "tiny"
@@ -53,3 +67,25 @@ def tiny_matrix(tmp_path: Path) -> Path:
 @pytest.fixture(scope="session")
 def session_dir() -> Path:
     return Path(_SESSION_CACHE)
+
+
+@pytest.fixture(autouse=True)
+def _plugins_stay_in_their_test():
+    """What a test's plugins register (components, plugin files that failed to load, files
+    shipped to workers) is undone after it: the registries are process-wide, and a broken
+    plugin left behind turns every later unknown name into a "plugin failed" cell and adds
+    warnings to every later command's output, so results would depend on test order. The
+    built-ins are loaded first, so that they are part of what is kept."""
+    from bench import plugins
+
+    plugins.load_plugins()
+    saved = [(reg, {k: v.copy() for k, v in vars(reg).items() if isinstance(v, (dict, set))})
+             for reg in plugins.REGISTRIES]
+    files = set(plugins._loaded_files)
+    yield
+    for reg, attrs in saved:
+        for k, v in attrs.items():
+            getattr(reg, k).clear()
+            getattr(reg, k).update(v)
+    plugins._loaded_files.clear()
+    plugins._loaded_files.update(files)

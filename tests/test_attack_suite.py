@@ -215,7 +215,9 @@ def test_eot_defeats_a_randomized_defense_that_fools_the_plain_attack(name):
 def test_eot_gradient_is_the_mean_of_the_draws_gradients():
     """EOT recomputes each draw in the backward pass (to keep one graph alive, not N): the
     replayed draw must be the same draw, so the gradient equals the plain average of
-    per-draw gradients taken with the graphs kept."""
+    per-draw gradients taken with the graphs kept. The expectation is computed here without
+    the view or the defense: random-noise is x + sigma * N(0, 1), clipped to [0, 1], and its
+    four draws are the next four torch.randn_like of the global generator."""
     model = tiny(False)
     defended = DefendedModel(model, create_defense("random-noise", sigma=0.1))
     view = AttackView(defended, eot_samples=4)
@@ -224,10 +226,13 @@ def test_eot_gradient_is_the_mean_of_the_draws_gradients():
     value = view(x).sum()
     (grad,) = torch.autograd.grad(value, x)
     torch.manual_seed(5)
-    kept = sum(view._draw(x) for _ in range(4)) / 4
-    (expected,) = torch.autograd.grad(kept.sum(), x)
+    noises = [torch.randn_like(x) for _ in range(4)]
+    x2 = x.detach().clone().requires_grad_(True)
+    kept = torch.stack([model((x2 + 0.1 * n).clamp(0, 1)) for n in noises]).mean(0)
+    (expected,) = torch.autograd.grad(kept.sum(), x2)
     assert torch.allclose(value, kept.sum()) and torch.allclose(grad, expected, atol=1e-7)
-    assert grad.abs().sum() > 0
+    # the draws differ (so a replay with new noise would show) and the gradient is not zero
+    assert not torch.allclose(noises[0], noises[1]) and grad.abs().sum() > 0
 
 
 # ----------------------------------------------------------------------------- reliability flags
@@ -314,7 +319,9 @@ def test_runner_flags_fire_on_models_built_to_trigger_them_and_stay_quiet_on_a_n
                  "--plugin", str(plugin)])
     df = records_frame(list(ResultsStore(tmp_path / "r").records()))
     assert code == 0 and set(df.status) == {"ok"}, df[["model", "attack", "status", "message"]]
-    flags = {(r.model, r.attack): r.flags for r in df.itertuples()}
+    # these toy models predict no MOS (flagged not-predictive, tested in test_predictive.py): set aside here
+    flags = {(r.model, r.attack): ";".join(f for f in r.flags.split(";") if not f.startswith("not-predictive"))
+             for r in df.itertuples()}
     assert flags[("flag-normal", "fgsm")] == "" and flags[("flag-normal", "square")] == ""
     assert {"zero-gradients(6/6)", "no-score-change"} <= set(flags[("flag-zero", "fgsm")].split(";"))
     assert "blackbox-beats-whitebox(square>" in flags[("flag-zero", "fgsm")]
@@ -335,7 +342,8 @@ def _record(model: str, attack: str, gain: float, needs_gradients: bool | None, 
             "cell": {"model": model, "defense": "none", "attack": attack, "eps": eps, "dataset": "d"},
             "config": {"model": {"name": model}, "defense": {"name": "none"}, "eps_255": eps,
                        "attack": {"name": attack}, "dataset": {"name": "d", "params": {"n_images": n}}},
-            "metrics": {"abs_gain": gain}, "meta": {"attack": meta_attack}}
+            "metrics": {"abs_gain": gain, "srocc_clean": 0.8, "srocc_clean_ci_lo": 0.6},
+            "meta": {"attack": meta_attack}}
 
 
 def test_blackbox_beats_whitebox_flags_exactly_the_groups_where_it_does():

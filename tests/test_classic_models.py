@@ -41,10 +41,27 @@ def _score(capsys, name: str) -> list[float]:
     return [float(line.rsplit(",", 1)[1]) for line in lines]
 
 
+# How far our NIQE is from MATLAB's on each image, as measured for issue 19 (`bench score
+# --model niqe`, 2 CPU cores): I03 -0.64%, I04 +0.0003%, I06 -0.04%, I08 +0.26%, I19 +5.07%.
+# Each image may deviate by what was measured plus 0.1 percentage point (float32 arithmetic
+# and BLAS differ between machines by far less), so a change of a few tenths of a percent on
+# any image fails.
+# The outlier, I19 (9.073 against MATLAB's 8.635): our pristine MVG parameters are the
+# original NIQE release's as shipped in basicsr 1.4.2 (bench/data/niqe_pris_params.npz, the
+# only copy we may ship without downloading), and with them I19, a heavily distorted image
+# (coarse blocks of flat colour), scores 5.1% above the MATLAB reference. The cause is not
+# established; the other four, blurred, noisy and clean content alike, agree within 0.7%, so
+# the pipeline (Y channel, 8-bit rounding, 96x96 blocks, the MVG distance) is not at fault in
+# general. I19 is also pinned to our own value, so that it cannot drift inside its wide band.
+NIQE_REL_TOL = [0.0064 + 1e-3, 0.000003 + 1e-3, 0.0004 + 1e-3, 0.0026 + 1e-3, 0.0507 + 1e-3]
+NIQE_I19_OURS = 9.07274
+
+
 def test_niqe_matches_official_matlab_values(capsys):
-    # With the original NIQE release's pristine parameters (basicsr's copy), I19 is 5.1% above
-    # MATLAB (9.073 vs 8.635); the other four agree within 0.7%.
-    assert _score(capsys, "niqe") == pytest.approx(NIQE_MATLAB, rel=6e-2)
+    got = _score(capsys, "niqe")
+    for f, ours, matlab, tol in zip(FILES, got, NIQE_MATLAB, NIQE_REL_TOL):
+        assert abs(ours - matlab) <= tol * matlab, f"{f.stem}: {ours} vs MATLAB {matlab}, allowed {tol:.2%}"
+    assert got[FILES.index(CALIBRA / "I19.bmp")] == pytest.approx(NIQE_I19_OURS, rel=1e-3)
 
 
 def test_niqe_parameters_are_local_and_never_downloaded(monkeypatch):

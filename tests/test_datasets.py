@@ -96,6 +96,8 @@ class Tiny:
     score_file: Path  # deleted by the missing-score-file test
     image: Path  # deleted by the image-absent test
     items: list[Item]
+    # where given, exactly what the loader must read: name -> (score, image file, reference file or None)
+    expected: dict[str, tuple[float, Path, Path | None]] | None = None
 
 
 def _koniq(root: Path, bad: bool) -> Tiny:
@@ -255,11 +257,122 @@ def _pipal(root: Path, bad: bool) -> Tiny:
     return Tiny(root, root / "Train_Label" / "A0001.txt", root / "Distortion_2" / names[1], items)
 
 
+def _pyiqa_meta(root: Path, meta: str, columns: dict[str, list[object]]) -> Path:
+    """pyiqa's meta_info/<meta> table beside the image folders (root = pyiqa's datasets/)."""
+    path = root / "meta_info" / meta
+    path.parent.mkdir(parents=True)
+    pd.DataFrame(columns).to_csv(path, index=False)
+    return path
+
+
+def _kadid_pyiqa(root: Path, bad: bool) -> Tiny:
+    items = fr_items()
+    folder = root / "kadid10k" / "images"
+    refs = [save(folder / f"I{r + 1:02d}.png", photos()[r]) for r in range(N_REFS)]
+    names = [f"I{it.ref + 1:02d}_01_{it.level:02d}.png" for it in items]
+    paths = [save(folder / n, it.image()) for n, it in zip(names, items, strict=True)]
+    meta = _pyiqa_meta(root, "meta_info_KADID10kDataset.csv",
+                       {"ref_name": [f"I{it.ref + 1:02d}.png" for it in items], "dist_name": names,
+                        "mos": scores(items, bad), "std": 0.1})
+    expected = {n: (it.mos, p, refs[it.ref]) for n, it, p in zip(names, items, paths, strict=True)}
+    return Tiny(root, meta, paths[2], items, expected)
+
+
+def _live_pyiqa(root: Path, bad: bool) -> Tiny:
+    """Names relative to LIVEIQA_release2/, numbered from 1 in each distortion folder as in
+    the release, so that one base name (img1.bmp) sits in several folders."""
+    from bench.datasets.live import FOLDERS
+
+    items = fr_items()
+    base = root / "LIVEIQA_release2"
+    refs = [save(base / "refimgs" / f"ref{r}.bmp", photos()[r]) for r in range(N_REFS)]
+    folders = [FOLDERS[k % 3][0] for k in range(len(items))]  # jp2k, jpeg, wn
+    names = [f"{f}/img{k // 3 + 1}.bmp" for k, f in enumerate(folders)]
+    paths = [save(base / n, it.image()) for n, it in zip(names, items, strict=True)]
+    dmos = [s if isinstance(s, str) else round(100 - s, 3) for s in scores(items, bad)]
+    meta = _pyiqa_meta(root, "meta_info_LIVEIQADataset.csv",
+                       {"ref_name": [f"refimgs/ref{it.ref}.bmp" for it in items], "dist_name": names, "mos": dmos})
+    expected = {n: (round(100 - it.mos, 3), p, refs[it.ref]) for n, it, p in zip(names, items, paths, strict=True)}
+    return Tiny(root, meta, paths[-1], items, expected)
+
+
+def _csiq_pyiqa(root: Path, bad: bool) -> Tiny:
+    items = fr_items()
+    base = root / "CSIQ"
+    refs = [save(base / "src_imgs" / f"{1600 + r}.png", photos()[r]) for r in range(N_REFS)]
+    subs = [("awgn", "AWGN"), ("blur", "BLUR"), ("jpeg2000", "jpeg2000")]
+    names, paths = [], []
+    for k, it in enumerate(items):
+        sub, token = subs[k % 3]
+        names.append(f"{1600 + it.ref}.{token}.{it.level}.png")
+        paths.append(save(base / "dst_imgs" / sub / names[-1], it.image()))
+    meta = _pyiqa_meta(root, "meta_info_CSIQDataset.csv", {"ref_name": [f"{1600 + it.ref}.png" for it in items],
+                                                           "dist_name": names, "dmos": scores(items, bad)})
+    expected = {n: (it.mos, p, refs[it.ref]) for n, it, p in zip(names, items, paths, strict=True)}
+    return Tiny(root, meta, paths[4], items, expected)
+
+
+def _livec_pyiqa(root: Path, bad: bool) -> Tiny:
+    """The 7 rater-training images head the table (and are on disk): the loader skips them."""
+    items = nr_items()
+    base = root / "LIVEC"
+    training = [f"Images/trainingImages/t{i}.bmp" for i in range(1, 8)]
+    for k, n in enumerate(training):
+        save(base / n, photos()[k % N_REFS])
+    names = [f"Images/{100 + i}.bmp" for i in range(len(items))]
+    paths = [save(base / n, it.image()) for n, it in zip(names, items, strict=True)]
+    meta = _pyiqa_meta(root, "meta_info_LIVEChallengeDataset.csv",
+                       {"img_name": training + names, "mos": [50.0] * 7 + scores(items, bad), "std": 1.0})
+    expected = {n: (it.mos, p, None) for n, it, p in zip(names, items, paths, strict=True)}
+    return Tiny(root, meta, paths[6], items, expected)
+
+
+def _spaq_pyiqa(root: Path, bad: bool) -> Tiny:
+    items = nr_items()
+    names = [f"{i + 1:05d}.jpg" for i in range(len(items))]
+    paths = [save(root / "SPAQ" / "TestImage" / n, it.image()) for n, it in zip(names, items, strict=True)]
+    meta = _pyiqa_meta(root, "meta_info_SPAQDataset.csv",
+                       {"Image name": names, "MOS": scores(items, bad), "Brightness": 50.0})
+    expected = {n: (it.mos, p, None) for n, it, p in zip(names, items, paths, strict=True)}
+    return Tiny(root, meta, paths[5], items, expected)
+
+
+def _pipal_pyiqa(root: Path, bad: bool) -> Tiny:
+    items = fr_items()
+    base = root / "PIPAL"
+    refs = [save(base / "Train_Ref" / f"A{r + 1:04d}.bmp", photos()[r]) for r in range(N_REFS)]
+    names = [f"A{it.ref + 1:04d}_00_{it.level:02d}.bmp" for it in items]
+    paths = [save(base / "Dist_Imgs" / n, it.image()) for n, it in zip(names, items, strict=True)]
+    elo = [s if isinstance(s, str) else 1000 + 10 * s for s in scores(items, bad)]
+    meta = _pyiqa_meta(root, "meta_info_PIPALDataset.csv",
+                       {"hq_name": [f"A{it.ref + 1:04d}.bmp" for it in items], "dist_name": names, "elo_score": elo})
+    expected = {n: (1000 + 10 * it.mos, p, refs[it.ref]) for n, it, p in zip(names, items, paths, strict=True)}
+    return Tiny(root, meta, paths[3], items, expected)
+
+
+def _pipal_train_dist(root: Path, bad: bool) -> Tiny:
+    """The official layout with every distorted image in one Train_Dist/ folder."""
+    items = fr_items()
+    refs = [save(root / "Train_Ref" / f"A{r + 1:04d}.bmp", photos()[r]) for r in range(N_REFS)]
+    names = [f"A{it.ref + 1:04d}_00_{it.level:02d}.bmp" for it in items]
+    paths = [save(root / "Train_Dist" / n, it.image()) for n, it in zip(names, items, strict=True)]
+    (root / "Train_Label").mkdir()
+    for r in range(N_REFS):
+        lines = [f"{n},{1000 + 10 * s if not isinstance(s, str) else s}"
+                 for n, s, it in zip(names, scores(items, bad), items, strict=True) if it.ref == r]
+        (root / "Train_Label" / f"A{r + 1:04d}.txt").write_text("\n".join(lines) + "\n")
+    expected = {n: (1000 + 10 * it.mos, p, refs[it.ref]) for n, it, p in zip(names, items, paths, strict=True)}
+    return Tiny(root, root / "Train_Label" / "A0001.txt", paths[1], items, expected)
+
+
 WRITERS: dict[str, tuple[str, Callable[[Path, bool], Tiny]]] = {
     "koniq10k": ("koniq10k", _koniq), "koniq10k-pyiqa": ("koniq10k", _koniq_pyiqa),
     "kadid10k": ("kadid10k", _kadid), "tid2013": ("tid2013", _tid2013), "tid2013-pyiqa": ("tid2013", _tid2013_pyiqa),
     "live": ("live", _live), "csiq": ("csiq", _csiq), "csiq-label": ("csiq", _csiq_label),
     "livec": ("livec", _livec), "spaq": ("spaq", _spaq), "pipal": ("pipal", _pipal),
+    "kadid10k-pyiqa": ("kadid10k", _kadid_pyiqa), "live-pyiqa": ("live", _live_pyiqa),
+    "csiq-pyiqa": ("csiq", _csiq_pyiqa), "livec-pyiqa": ("livec", _livec_pyiqa), "spaq-pyiqa": ("spaq", _spaq_pyiqa),
+    "pipal-pyiqa": ("pipal", _pipal_pyiqa), "pipal-train-dist": ("pipal", _pipal_train_dist),
 }
 
 
@@ -301,6 +414,42 @@ def test_loader_reads_its_layout(tmp_path: Path, case: str) -> None:
         refs = ds.references(test)
         assert len(refs) == len(test) and refs[0].shape == (3, SIZE, SIZE)
         assert not torch.equal(refs[0:2], x)  # every tiny FR image is blurred
+
+
+EXACT = ["csiq-pyiqa", "kadid10k-pyiqa", "live-pyiqa", "livec-pyiqa", "pipal-pyiqa", "pipal-train-dist", "spaq-pyiqa"]
+
+
+@pytest.mark.parametrize("case", EXACT)
+def test_loader_reads_exactly_the_listed_names_scores_and_files(tmp_path: Path, case: str) -> None:
+    """pyiqa's layouts (and PIPAL's Train_Dist/): every name the table lists, with its
+    score, its own image file and its reference's, and nothing else (LIVE Challenge's 7
+    rater-training images are on disk and in the table, and left out)."""
+    name, t = tiny(tmp_path, case)
+    assert t.expected is not None
+    ds = make(name, t.root)
+    df = ds.table()
+    assert ds.layout.name == ("official" if case == "pipal-train-dist" else "pyiqa")
+    got = {row.name: (row.mos, Path(row.image), None if row.ref_image is None else Path(row.ref_image))
+           for row in df.itertuples()}
+    assert got.keys() == t.expected.keys()
+    for n, (score, image, ref) in t.expected.items():
+        assert got[n][0] == pytest.approx(score, abs=1e-9), n
+        assert got[n][1:] == (image, ref), n
+    if name == "livec":
+        assert len(df) == len(t.items) and not any("trainingImages" in n for n in df["name"])
+    train, test = ds.split(seed=0)
+    assert sorted(train.names + test.names) == sorted(t.expected)
+
+
+def test_an_image_absent_from_its_folder_is_not_taken_from_another(tmp_path: Path) -> None:
+    """LIVE numbers each distortion folder from img1.bmp: with jpeg/img5.bmp and
+    wn/img5.bmp gone, jp2k/img5.bmp is the only img5.bmp left, and must not stand in for
+    them (it did: three rows, three scores, one image)."""
+    name, t = tiny(tmp_path, "live-pyiqa")
+    for folder in ("jpeg", "wn"):
+        (t.root / "LIVEIQA_release2" / folder / "img5.bmp").unlink()
+    with pytest.raises(ScoreFileError, match=r"2 of 15 image\(s\) listed in .* \(first: jpeg/img5.bmp, wn/img5.bmp\)"):
+        make(name, t.root).table()
 
 
 @pytest.mark.parametrize("case", sorted(WRITERS))
@@ -383,13 +532,14 @@ def _odd_images(folder: Path) -> dict[str, str]:
             "deep.png": "I;16->RGB", "tiny.png": "skip", "text.jpg": "skip", "truncated.jpg": "skip"}
 
 
-def test_bad_images_are_skipped_and_conversions_counted(tmp_path: Path) -> None:
+def test_bad_images_are_skipped_and_conversions_counted(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _, t = tiny(tmp_path, "koniq10k")
     odd = _odd_images(t.root / "1024x768")
     df = pd.read_csv(t.score_file)
     extra = pd.DataFrame({"image_name": list(odd), "MOS_zscore": np.linspace(10, 90, len(odd))})
     pd.concat([df, extra]).to_csv(t.score_file, index=False)
     ds = make("koniq10k", t.root, test_fraction=0.5)
+    capsys.readouterr()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         train, test = ds.split(seed=0)
@@ -397,7 +547,15 @@ def test_bad_images_are_skipped_and_conversions_counted(tmp_path: Path) -> None:
     skipped = sorted(f for n in notes for f in n["skipped_files"])
     assert skipped == ["text.jpg", "tiny.png", "truncated.jpg"]
     assert sum(n["skipped"] for n in notes) == 3
-    assert sum(f in str(w.message) for w in caught for f in skipped) == 3
+    # One clean line per split that lost files, not Python's warning format
+    err = capsys.readouterr().err
+    assert not caught and "UserWarning" not in err and "warnings.warn" not in err
+    lines = [line for line in err.splitlines() if "skipped" in line]  # (progress bars share stderr)
+    expected = [f"warning: dataset 'koniq10k': skipped {n['skipped']} file{'s' if n['skipped'] > 1 else ''} "
+                f"of the {side} split (" for side, n in (("train", train.notes), ("test", test.notes)) if n["skipped"]]
+    assert len(lines) == len(expected) >= 1
+    assert all(line.startswith(start) and line.endswith(")") for line, start in zip(lines, expected, strict=True))
+    assert all(f in err for f in skipped)
     converted: dict[str, int] = {}
     for n in notes:
         for k, v in n["converted"].items():
@@ -407,6 +565,44 @@ def test_bad_images_are_skipped_and_conversions_counted(tmp_path: Path) -> None:
         x = split.images[:]
         assert x.shape == (len(split), 3, SIZE, SIZE) and 0 <= float(x.min()) and float(x.max()) <= 1
     assert len(train) + len(test) == len(t.items) + 5
+
+
+def test_both_splits_loading_is_recorded_exported_and_shown(tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A run on a root with bad and odd files: each record keeps both splits' notes, the
+    CSV counts skipped and converted files per split, and the site's data section lists them."""
+    from bench.cli import main
+    from bench.leaderboard import render_site
+    from bench.store import ResultsStore, records_frame
+
+    _, t = tiny(tmp_path, "koniq10k")
+    odd = _odd_images(t.root / "1024x768")
+    extra = pd.DataFrame({"image_name": list(odd), "MOS_zscore": np.linspace(10, 90, len(odd))})
+    pd.concat([pd.read_csv(t.score_file), extra]).to_csv(t.score_file, index=False)
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(f"""name = "notes"\nseed = 3\nbatch_size = 8\n[models]\npiqe = {{}}\n[defenses]\nnone = {{}}
+[attacks]\nfgsm = {{ eps = [4] }}\n[datasets]\nkoniq10k = {{ root = "{t.root}", size = {SIZE}, test_fraction = 0.5 }}
+""")
+    capsys.readouterr()
+    assert main(["run", "--matrix", str(matrix), "--results", str(tmp_path / "r"), "--no-site", "--no-progress"]) == 0
+    err = capsys.readouterr().err
+    (rec,) = ResultsStore(tmp_path / "r").records()
+    train, test = make("koniq10k", t.root, test_fraction=0.5).split(seed=3)  # what the run loaded
+    assert rec["data"] == {"test": test.notes, "train": train.notes}
+    assert (train.notes["skipped"], test.notes["skipped"]) == (2, 1)  # seed 3 puts bad files on both sides
+    warned = sorted(line.split(" (")[0] for line in err.splitlines() if line.startswith("warning: dataset"))
+    assert warned == ["warning: dataset 'koniq10k': skipped 1 file of the test split",
+                      "warning: dataset 'koniq10k': skipped 2 files of the train split"]
+    assert "UserWarning" not in err
+    row = records_frame([rec]).iloc[0]
+    assert [row[k] for k in ("train_skipped", "train_converted", "test_skipped", "test_converted")] == [2, 2, 1, 3]
+    html = render_site(tmp_path / "r", tmp_path / "site").read_text()
+    section = html[html.index('<section id="datasets">'):html.index('<section id="cells-section">')]
+    for side, notes in (("train", train.notes), ("test", test.notes)):
+        assert f'<td>koniq10k</td><td>{side}</td><td>official</td><td>decode</td><td class="num">{SIZE}</td>' \
+               f'<td class="num">{notes["skipped"]}</td>' in section
+    for name in ("text.jpg", "tiny.png", "truncated.jpg"):
+        assert f"<code>{name}</code>" in section
 
 
 def test_header_check_does_not_catch_truncation(tmp_path: Path) -> None:
@@ -460,11 +656,30 @@ def test_koniq_list_of_10073_reads_fast_without_opening_images(tmp_path: Path, m
         raise AssertionError("the list read opened an image")
 
     monkeypatch.setattr(Image, "open", no_open)
+    # "fast" is: one listing of the image folder, and no stat or open of any image file
+    # (a count of file-system calls, which a busy machine cannot change as it changes time)
+    images = str(root / "1024x768")
+    touched: dict[str, list[str]] = {"stat": [], "open": [], "scandir": []}
+
+    def spy(kind: str, real: Callable) -> Callable:
+        def call(path: object = ".", *a: object, **k: object) -> object:
+            if isinstance(path, (str, os.PathLike)) and os.fspath(path).startswith(images):
+                touched[kind].append(os.fspath(path))
+            return real(path, *a, **k)
+        return call
+
+    import builtins
+
+    for mod, name, kind in ((os, "stat", "stat"), (os, "lstat", "stat"), (os, "scandir", "scandir"),
+                            (builtins, "open", "open")):
+        monkeypatch.setattr(mod, name, spy(kind, getattr(mod, name)))
     start = time.perf_counter()
     df = make("koniq10k", root).table()
-    took = time.perf_counter() - start
-    print(f"koniq10k: 10,073-entry list read in {took:.3f} s")
-    assert len(df) == 10_073 and took < 2.0
+    print(f"koniq10k: 10,073-entry list read in {time.perf_counter() - start:.3f} s")
+    monkeypatch.undo()
+    assert len(df) == 10_073 and df["image"].tolist() == [os.path.join(images, n) for n in names]
+    assert [p for p in touched["stat"] if p != images] == [] and touched["open"] == []
+    assert touched["scandir"] == [images]
 
 
 # ----------------------------------------------------------------------------- roots and the CLI
@@ -529,7 +744,8 @@ def test_list_datasets_and_data_root_option(tmp_path: Path, capsys: pytest.Captu
     assert f"root: {t.root} (from $BENCH_DATA_TID2013; official layout found)" in capsys.readouterr().out
 
 
-def test_decode_check_is_remembered_until_a_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_decode_check_is_remembered_until_a_file_changes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
     from bench.datasets import checks
 
     _, t = tiny(tmp_path, "koniq10k")
@@ -541,6 +757,9 @@ def test_decode_check_is_remembered_until_a_file_changes(tmp_path: Path, monkeyp
     assert calls == [] and len(train) + len(test) == len(t.items)
     data = t.image.read_bytes()
     t.image.write_bytes(data[: len(data) // 2])  # truncated: a new size, so checked again
-    with pytest.warns(UserWarning, match=t.image.name):
-        train, test = make("koniq10k", t.root).split(seed=0)
+    capsys.readouterr()
+    train, test = make("koniq10k", t.root).split(seed=0)
     assert calls == [str(t.image)] and train.notes["skipped"] + test.notes["skipped"] == 1
+    lines = [line for line in capsys.readouterr().err.splitlines() if "skipped" in line]
+    assert len(lines) == 1 and t.image.name in lines[0]
+    assert lines[0].startswith("warning: dataset 'koniq10k': skipped 1 file of the ")

@@ -7,7 +7,6 @@ import json
 import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -102,12 +101,21 @@ def test_n_images_keeps_the_spread(env: Path) -> None:
     assert len(E.EmbeddedDataset(size=SIZE, n_images=10**6).split(3)[1]) == len(full_test)
 
 
-def test_cache_is_reused(env: Path) -> None:
+def test_cache_is_reused(env: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reuse is: nothing built, distorted or scored again, and the cache files left as they are."""
+    def redone(*a: object, **k: object) -> None:
+        raise AssertionError("the embedded dataset was built again instead of read from the cache")
+
+    for name in ("build", "load_references", "distort", "pseudo_mos"):
+        monkeypatch.setattr(E, name, redone)
+    files = sorted(env.glob(f"embedded-v{E.VERSION}-{SIZE}.*"))
+    assert [f.suffix for f in files] == [".json", ".npz"]
+    before = [(f, f.stat().st_mtime_ns, f.stat().st_size) for f in files]
     builds = E.BUILD_COUNT
-    start = time.perf_counter()
-    E.EmbeddedDataset(size=SIZE).split(5)
+    train, test = E.EmbeddedDataset(size=SIZE).split(5)
     assert E.BUILD_COUNT == builds
-    assert time.perf_counter() - start < 5  # ~0.1 s here; loose for busy machines
+    assert [(f, f.stat().st_mtime_ns, f.stat().st_size) for f in files] == before
+    assert len(train) + len(test) == E.EmbeddedDataset(size=SIZE).metadata["n_images"]
 
 
 def test_rebuild_is_byte_identical(env: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -119,19 +127,23 @@ def test_rebuild_is_byte_identical(env: Path, tmp_path: Path, monkeypatch: pytes
     assert not list(tmp_path.glob("*.tmp"))
 
 
-def test_missing_sources_warn_then_fail(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_sources_warn_then_fail(monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
     def broken() -> np.ndarray:
         raise FileNotFoundError("gone")
 
     real = list(E._candidates())
     monkeypatch.setattr(E, "_candidates", lambda: iter(real[:8] + [("ghost", "nowhere", broken)]))
-    with pytest.warns(UserWarning, match="ghost"):
-        names, images, _ = E.load_references(SIZE)
+    capsys.readouterr()
+    names, images, _ = E.load_references(SIZE)
     assert "ghost" not in names and images.shape == (8, SIZE, SIZE, 3)
+    # one clean line, not Python's warning format
+    assert capsys.readouterr().err == ("warning: embedded dataset: skipping source 'ghost' (nowhere): "
+                                       "FileNotFoundError: gone\n")
 
     monkeypatch.setattr(E, "_candidates", lambda: iter(real[:3] + [("ghost", "nowhere", broken)]))
-    with pytest.warns(UserWarning), pytest.raises(RuntimeError, match="at least"):
+    with pytest.raises(RuntimeError, match="at least"):
         E.load_references(SIZE)
+    assert "skipping source 'ghost'" in capsys.readouterr().err
 
 
 def test_cache_dir_default(monkeypatch: pytest.MonkeyPatch) -> None:

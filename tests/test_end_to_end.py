@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -15,11 +19,26 @@ from bench.store import EXPORT_COLUMNS, ResultsStore
 
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
+    """One run shared by the tests of this file, which only read it: a test that runs
+    again into a results folder works on its own copy (`own_results`)."""
     d = tmp_path_factory.mktemp("e2e")
     matrix = write_matrix(d / "tiny.toml")
-    code = main(["run", "--matrix", str(matrix), "--results", str(d / "results"), "--site-out", str(d / "site"),
-                 "--no-progress", "--device", "cpu"])
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        code = main(["run", "--matrix", str(matrix), "--results", str(d / "results"), "--site-out", str(d / "site"),
+                     "--no-progress", "--device", "cpu"])
+    d.joinpath("run.out").write_text(out.getvalue())
+    d.joinpath("run.err").write_text(err.getvalue())
     return d, matrix, code
+
+
+def own_results(run_dir, tmp_path: Path) -> Path:
+    shutil.copytree(run_dir[0] / "results", tmp_path / "results")
+    return tmp_path / "results"
+
+
+TINY_CELLS = sorted((m, d, a, e) for m in ("cnniqa", "piqe") for d in ("jpeg", "none")
+                    for a, e in (("fgsm", 4.0), ("pgd", 4.0), ("pgd", 8.0)))
 
 
 def frame(results: Path) -> pd.DataFrame:
@@ -32,7 +51,12 @@ def test_every_cell_is_computed(run_dir):
     d, _, code = run_dir
     df = frame(d / "results")
     assert code == 0
-    assert len(df) == 2 * 2 * 3  # models x defenses x (fgsm@4, pgd@4, pgd@8)
+    assert sorted(zip(df.model, df.defense, df.attack, df.eps)) == TINY_CELLS  # models x defenses x 3 budgets
+    assert re.fullmatch(rf"12 cells: 0 already in the store, 12 ok \(\d+\.\d s\)\n"
+                        rf"site: {re.escape(str(d / 'site' / 'index.html'))} \(\d+\.\d s\)\n",
+                        (d / "run.out").read_text()), (d / "run.out").read_text()
+    assert (d / "run.err").read_text().splitlines()[0] == \
+        f"matrix 'tiny': 12 cells, 12 to compute, results in {d / 'results'}/, device cpu"
     assert set(df.status) == {"ok"}, df[["model", "defense", "attack", "status", "message"]]
     assert (df.n_images == 8).all()
 
@@ -62,19 +86,31 @@ def test_records_carry_provenance_and_views(run_dir):
     assert all(r["weights"]["source"] == "trained here" and r["weights"]["dataset"] == "embedded" for r in trained)
 
 
-def test_rerun_skips_finished_cells_and_recomputes_only_changed_ones(run_dir, capsys):
-    d, matrix, _ = run_dir
-    before = {p.name: p.stat().st_mtime_ns for p in (d / "results" / "cells").glob("*.json")}
-    assert main(["run", "--matrix", str(matrix), "--results", str(d / "results"), "--no-site", "--no-progress"]) == 0
-    assert "12 already in the store" in capsys.readouterr().out
-    after = {p.name: p.stat().st_mtime_ns for p in (d / "results" / "cells").glob("*.json")}
+def test_rerun_skips_finished_cells_and_recomputes_only_changed_ones(run_dir, tmp_path, capsys):
+    _, matrix, _ = run_dir
+    results = own_results(run_dir, tmp_path)  # this test adds cells: never to the shared store
+    before = {p.name: p.stat().st_mtime_ns for p in (results / "cells").glob("*.json")}
+    assert len(before) == 12
+    assert main(["run", "--matrix", str(matrix), "--results", str(results), "--no-site", "--no-progress",
+                 "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert re.fullmatch(r"12 cells: 12 already in the store, none computed \(\d+\.\d s\)\n", out), out
+    assert err == f"matrix 'tiny': 12 cells, 0 to compute, results in {results}/, device cpu\n"
+    after = {p.name: p.stat().st_mtime_ns for p in (results / "cells").glob("*.json")}
     assert before == after
 
-    changed = write_matrix(d / "tiny70.toml", quality=70)
-    assert main(["run", "--matrix", str(changed), "--results", str(d / "results"), "--no-site", "--no-progress"]) == 0
-    new = set(p.name for p in (d / "results" / "cells").glob("*.json")) - set(before)
-    recs = [json.loads((d / "results" / "cells" / n).read_text()) for n in new]
-    assert len(recs) == 6 and all(r["cell"]["defense"] == "jpeg" for r in recs)
+    changed = write_matrix(tmp_path / "tiny70.toml", quality=70)
+    assert main(["run", "--matrix", str(changed), "--results", str(results), "--no-site", "--no-progress",
+                 "--device", "cpu"]) == 0
+    out, err = capsys.readouterr()
+    assert re.fullmatch(r"12 cells: 6 already in the store, 6 ok \(\d+\.\d s\)\n", out), out
+    assert err.splitlines()[0] == f"matrix 'tiny': 12 cells, 6 to compute, results in {results}/, device cpu"
+    new = {p.name for p in (results / "cells").glob("*.json")} - set(before)
+    recs = [json.loads((results / "cells" / n).read_text()) for n in new]
+    assert sorted((r["cell"]["model"], r["cell"]["defense"], r["cell"]["attack"], r["cell"]["eps"]) for r in recs) \
+        == [c for c in TINY_CELLS if c[1] == "jpeg"]
+    assert {r["config"]["defense"]["params"]["quality"] for r in recs} == {70}
+    assert after == {p.name: p.stat().st_mtime_ns for p in (results / "cells").glob("*.json") if p.name in before}
 
 
 def test_export_has_the_documented_columns(run_dir, capsys):
@@ -84,12 +120,48 @@ def test_export_has_the_documented_columns(run_dir, capsys):
     assert header[: len(EXPORT_COLUMNS)] == EXPORT_COLUMNS
     out = d / "cells.json"
     assert main(["export", "--results", str(d / "results"), "--format", "json", "--out", str(out)]) == 0
-    assert len(json.loads(out.read_text())) >= 12
+    rows = json.loads(out.read_text())
+    assert sorted((r["model"], r["defense"], r["attack"], r["eps"]) for r in rows) == TINY_CELLS
 
 
 def test_site_is_rendered(run_dir):
     d, _, _ = run_dir
     html = (d / "site" / "index.html").read_text()
     assert "cnniqa" in html and "ortho" not in html.split("<body", 1)[0]
-    assert (d / "site" / "cells.csv").is_file()
-    assert list((d / "site").rglob("*.png"))
+    assert len((d / "site" / "cells.csv").read_text().splitlines()) == 1 + 12
+    # the plots: the claim, gain vs eps, two per defense page, one per model page; and one
+    # example (clean, attacked, perturbation) per defense, from one of its cells
+    site = d / "site"
+    pngs = sorted(str(p.relative_to(site)) for p in site.rglob("*.png"))
+    defenses = sorted(p.stem for p in site.glob("defense-*.html"))
+    models = sorted(p.stem for p in site.glob("model-*.html"))
+    assert len(defenses) == 2 and len(models) == 2
+    assert [p for p in pngs if p.startswith("plots/")] == sorted(
+        ["plots/claim.png", "plots/gain_vs_eps.png"] + [f"plots/{m}.png" for m in models]
+        + [f"plots/{p}-{kind}.png" for p in defenses for kind in ("gain", "shift")])
+    assets = [p for p in pngs if p.startswith("assets/")]
+    keys = sorted({p.split("/")[1] for p in assets})
+    assert assets == [f"assets/{k}/{role}.png" for k in keys for role in ("attacked", "clean", "perturbation")]
+    by_key = {r["key"]: r["cell"]["defense"] for r in ResultsStore(d / "results").records()}
+    assert sorted(by_key[k] for k in keys) == ["jpeg", "none"]
+
+
+def test_model_weights_are_traceable_from_record_csv_and_page(run_dir):
+    """A model trained here: every record, cells.csv and the model's page name the
+    checkpoint's path and sha256, and the page its training summary."""
+    from bench.weights import file_sha256
+
+    d, _, _ = run_dir
+    trained = [r for r in ResultsStore(d / "results").records() if r["cell"]["model"] == "cnniqa"]
+    (path,) = {r["weights"]["path"] for r in trained}
+    sha = file_sha256(path)
+    assert {r["weights"]["sha256"] for r in trained} == {sha}
+    cells = pd.read_csv(d / "site" / "cells.csv")
+    cnn = cells[cells.model == "cnniqa"]
+    assert set(zip(cnn.weights_source, cnn.weights_path, cnn.weights_sha256)) == {("trained here", path, sha)}
+    page = next((d / "site").glob("model-cnniqa-*.html")).read_text()
+    w = trained[0]["weights"]
+    assert f"<td>embedded</td><td>trained here</td><td><code>{path}</code></td><td><code>{sha}</code></td>" \
+           f"<td>trained on embedded, seed 0, train images {w['n_train']}, test SROCC {w['test_srocc']:.3f}" in page
+    piqe = next((d / "site").glob("model-piqe-*.html")).read_text()
+    assert "<dt>kind</dt><dd>classic</dd>" in piqe and "<code>built-in bench.models.classic</code>" in piqe

@@ -1,3 +1,6 @@
+import re
+from pathlib import Path
+
 import pytest
 from conftest import write_matrix
 
@@ -8,11 +11,30 @@ from bench.plugins import load_plugins
 load_plugins()
 
 
+ROOT = Path(__file__).resolve().parent.parent
+# bench/matrices/quick.toml, read by hand: piqe, cnniqa x none, ortho+act+prune, jpeg,
+# adv-train x fgsm, pgd x eps 2, 4, 8 x embedded
+QUICK = [(m, d, a, e, "embedded") for m in ("piqe", "cnniqa") for d in ("none", "ortho+act+prune", "jpeg", "adv-train")
+         for a in ("fgsm", "pgd") for e in (2.0, 4.0, 8.0)]
+QUICK_CELLS = 48  # 2 models x 4 defenses x 2 attacks x 3 budgets x 1 dataset
+
+
 def test_quick_matrix_crosses_everything():
-    m = load_matrix("quick")
-    cells = m.cells()
-    assert len(cells) == len(m.models) * len(m.defenses) * sum(len(e) for _, e in m.attacks) * len(m.datasets)
+    cells = load_matrix("quick").cells()
+    assert len(QUICK) == QUICK_CELLS and len(cells) == QUICK_CELLS
+    assert sorted((c.model.name, c.defense.name, c.attack.name, c.eps, c.dataset.name) for c in cells) == sorted(QUICK)
     assert len({c.key for c in cells}) == len(cells)
+
+
+def test_readme_states_the_quick_matrix_cell_count():
+    """The README's number is the one `load_matrix('quick')` gives: a matrix changed
+    without its README fails here (and so does a README changed alone)."""
+    n = len(load_matrix("quick").cells())
+    assert n == QUICK_CELLS
+    readme = " ".join((ROOT / "README.md").read_text().split())  # line breaks are not content
+    stated = re.findall(r"`bench/matrices/quick\.toml`: (\d+) cells \(2 models x 4 defenses x 2 attacks x 3 "
+                        r"budgets x 1 dataset\)", readme)
+    assert stated == [str(n)]
 
 
 def test_changing_one_parameter_changes_exactly_its_cells(tmp_path):
@@ -105,3 +127,52 @@ def test_full_covers_every_registered_component_and_budget():
     assert {c.model.name for c in cells} == builtin(MODELS) - {"brisque"}
     for attack in builtin(ATTACKS):
         assert {c.eps for c in cells if c.attack.name == attack} >= {2.0, 4.0, 8.0}
+
+
+# ----------------------------------------------------------------------------- [claim]: the site's roles, as data
+def test_builtin_matrices_name_todays_claim_roles():
+    quick, full, standard = (load_matrix(n).claim for n in ("quick", "full", "standard"))
+    assert quick["method"] == full["method"] == ["ortho+act+prune"]
+    assert quick["rivals"] == full["rivals"] == ["none", "adv-train"]
+    assert full["controls"] == ["ortho", "ortho+act", "act", "prune", "finetune-only", "nt"]
+    assert quick["reference"] == full["reference"] == standard["reference"] == "none"
+    assert quick["suite"] == full["suite"] == standard["suite"] == "standard-v1"
+    assert standard["method"] == []  # the standard suite tests no method: only the reference and the suite
+
+
+def test_claim_roles_are_checked_one_line_each(tmp_path):
+    ok = write_matrix(tmp_path / "ok.toml", extra_defenses='"ortho+act+prune" = {}\n"adv-train" = {}')
+    plain = {c.key for c in load_matrix(str(ok)).cells()}
+    good = ok.read_text() + ('\n[claim]\nmethod = ["ortho+act+prune", "jpeg"]\nrivals = ["none", "adv-train"]\n'
+                             'reference = "none"\nlabels = { "adv-train" = "adversarial training" }\nsuite = "standard-v1"\n')
+    f = tmp_path / "claim.toml"
+    f.write_text(good)
+    m = load_matrix(str(f))
+    assert m.claim == {"method": ["ortho+act+prune", "jpeg"], "rivals": ["none", "adv-train"], "reference": "none",
+                       "suite": "standard-v1", "labels": {"adv-train": "adversarial training"}}
+    assert {c.key for c in m.cells()} == plain  # roles change no cell key
+    bad = [
+        ('method = ["ortho+act+prune", "jpeg"]', 'method = "ortho"',
+         ("field 'claim.method' names 'ortho', not a defense of this matrix (its defenses: none, jpeg, "
+          "ortho+act+prune, adv-train)")),
+        ('rivals = ["none", "adv-train"]', 'rivals = ["none", "nt\\n"]', r"field 'claim.rivals' names 'nt\\n', not a"),
+        ('rivals = ["none", "adv-train"]', 'rivals = ["none", "jpeg"]', "'claim.method' names too: give each defense"),
+        ('rivals = ["none", "adv-train"]', 'rivals = "none"', "field 'claim.rivals' must be a list of defense names"),
+        ('rivals = ["none", "adv-train"]', 'rivals = ["none", "none"]', "field 'claim.rivals' names 'none' twice"),
+        ('reference = "none"', 'reference = "jpeg"', "'claim.method' names too"),
+        ('reference = "none"', 'reference = 3', "field 'claim.reference' must be a defense's name (the undefended reference for clean loss), got 3"),
+        ('suite = "standard-v1"', 'suits = "standard-v1"', "unknown field 'claim.suits' (allowed: method, rivals"),
+        ('labels = { "adv-train" = "adversarial training" }', 'labels = { piqe = "a model" }',
+         "field 'claim.labels.piqe' labels a defense with no role"),
+        ('method = ["ortho+act+prune", "jpeg"]', 'method = []', "field 'claim.method' must be"),
+        ('method = ["ortho+act+prune", "jpeg"]\n', '', "field 'claim.rivals' needs a method to compare"),
+    ]
+    for old, new, match in bad:
+        assert old in good, old
+        f.write_text(good.replace(old, new))
+        with pytest.raises(MatrixError, match=re.escape(match) if "\\\\" not in match else match) as e:
+            load_matrix(str(f))
+        assert len(str(e.value).splitlines()) == 1, str(e.value)
+    # a block's defenses are the matrix's defenses too
+    f.write_text(ok.read_text() + '[blocks.more]\ndefenses = { nt = {} }\n[claim]\nmethod = "nt"\n')
+    assert load_matrix(str(f)).claim == {"method": ["nt"]}

@@ -35,13 +35,13 @@ def test_robustness_score_known_value() -> None:
 def test_lower_better_is_oriented() -> None:
     """A lower-better model scored by -s must give the same measures as s, correlations included."""
     attacked = CLEAN + np.linspace(0.1, 2.0, len(CLEAN))
-    up = cell_metrics(MOS, CLEAN, attacked, False, 30.0, 0.9)
-    down = cell_metrics(MOS, -CLEAN, -attacked, True, 30.0, 0.9)
+    up = cell_metrics(MOS, CLEAN, attacked, False, 30.0, 0.9, mos_lower_better=False)
+    down = cell_metrics(MOS, -CLEAN, -attacked, True, 30.0, 0.9, mos_lower_better=False)
     for k, v in up.items():
         assert down[k] == pytest.approx(v), k
     assert up["abs_gain"] > 0 and up["srocc_clean"] == pytest.approx(1.0)
     # Pushing a lower-better score *up* is a failed attack: negative gain.
-    assert cell_metrics(MOS, -CLEAN, -CLEAN + 1.0, True, 30.0, 0.9)["abs_gain"] < 0
+    assert cell_metrics(MOS, -CLEAN, -CLEAN + 1.0, True, 30.0, 0.9, mos_lower_better=False)["abs_gain"] < 0
 
 
 def test_intervals_contain_the_estimate_and_are_reproducible() -> None:
@@ -49,12 +49,12 @@ def test_intervals_contain_the_estimate_and_are_reproducible() -> None:
     mos = rng.random(40)
     clean = mos + rng.normal(0, 0.2, 40)
     attacked = clean + rng.random(40) * 0.5
-    m = cell_metrics(mos, clean, attacked, False, 30.0, 0.9)
+    m = cell_metrics(mos, clean, attacked, False, 30.0, 0.9, mos_lower_better=False)
     for k in ("abs_gain", "rel_gain", "robustness_score", "srocc_clean"):
         lo, hi = m[f"{k}_ci_lo"], m[f"{k}_ci_hi"]
         assert lo < m[k] < hi, (k, lo, m[k], hi)
         assert hi - lo < 0.5 * abs(m[k]) + 0.5, k  # an interval, not the whole line
-    assert cell_metrics(mos, clean, attacked, False, 30.0, 0.9) == m  # fixed seed
+    assert cell_metrics(mos, clean, attacked, False, 30.0, 0.9, mos_lower_better=False) == m  # fixed seed
 
 
 def test_interval_narrows_with_more_images() -> None:
@@ -68,7 +68,7 @@ def test_interval_narrows_with_more_images() -> None:
 def test_degenerate_samples() -> None:
     assert bootstrap_ci((np.full(8, 0.25),), np.mean) == (0.25, 0.25)
     assert all(math.isnan(v) for v in bootstrap_ci((np.array([1.0, 2.0]),), np.mean))
-    m = cell_metrics(MOS, np.ones(10), np.ones(10), False, 100.0, 1.0)
+    m = cell_metrics(MOS, np.ones(10), np.ones(10), False, 100.0, 1.0, mos_lower_better=False)
     assert math.isnan(m["srocc_clean"]) and math.isnan(m["srocc_clean_ci_lo"])
     assert m["abs_gain"] == 0 and m["abs_gain_ci_lo"] == m["abs_gain_ci_hi"] == 0
 
@@ -85,3 +85,21 @@ def test_vectorized_srocc_matches_scipy() -> None:
     got = _srocc(a, b, axis=-1)
     want = [stats.spearmanr(x, y).statistic for x, y in zip(a, b)]
     assert np.allclose(got, want)
+
+
+@pytest.mark.parametrize("model_lower, mos_lower", [(False, False), (False, True), (True, False), (True, True)])
+def test_correlations_oriented_by_model_and_dataset(model_lower: bool, mos_lower: bool) -> None:
+    """Known answers for each direction pair: a model that ranks 12 images as the raters do
+    but for one adjacent swap has SROCC 1 - 6*2/(12*143) = 142/143 whatever the two scales
+    are, and one that ranks them the other way round -142/143. (True quality q; the dataset
+    stores q, or -q as a DMOS; the model outputs q, or -q if lower is better.)"""
+    quality = np.arange(1.0, 13.0)
+    judged = quality.copy()
+    judged[[4, 5]] = judged[[5, 4]]
+    mos = -quality if mos_lower else quality
+    agreeing = -judged if model_lower else judged
+    for pred, expected in ((agreeing, 142 / 143), (-agreeing, -142 / 143)):
+        m = cell_metrics(mos, pred, pred, model_lower, 30.0, 0.9, mos_lower_better=mos_lower)
+        assert m["srocc_clean"] == pytest.approx(expected) and m["srocc_attacked"] == pytest.approx(expected)
+        assert np.sign(m["plcc_clean"]) == np.sign(expected) and abs(m["plcc_clean"]) > 0.98
+        assert m["srocc_clean_ci_lo"] <= m["srocc_clean"] <= m["srocc_clean_ci_hi"]

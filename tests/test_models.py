@@ -58,21 +58,49 @@ def test_score_with_local_weights(tmp_path, capsys):
 
 
 class Evil:
+    """Unpickling it touches `mark`: code from the file ran."""
+
+    def __init__(self, mark: Path) -> None:
+        self.mark = mark
+
     def __reduce__(self):
-        return (Path.touch, (Path(EVIL_MARK),))
-
-
-EVIL_MARK = "/tmp/bench-evil-checkpoint-ran"
+        return (Path.touch, (self.mark,))
 
 
 def test_checkpoint_with_pickled_code_is_refused(tmp_path):
-    Path(EVIL_MARK).unlink(missing_ok=True)
+    pickle.loads(pickle.dumps(Evil(tmp_path / "control")))  # the mark works: a plain unpickle runs it
+    assert (tmp_path / "control").exists()
+    mark = tmp_path / "evil-checkpoint-ran"
     p = tmp_path / "evil.pt"
     with open(p, "wb") as f:
-        pickle.dump({"params": {"w": Evil()}}, f)
+        pickle.dump({"params": {"w": Evil(mark)}}, f)
     with pytest.raises(CheckpointError, match="refused.*never loaded"):
         read_state_dict(p)
-    assert not Path(EVIL_MARK).exists()
+    assert not mark.exists()
+
+
+class TrainingNote:
+    """A harmless custom object, as training scripts often save beside the weights."""
+
+    def __init__(self) -> None:
+        self.epoch = 3
+
+
+def test_refused_checkpoint_is_one_clean_line_with_the_conversion(tmp_path, capsys):
+    p = tmp_path / "with-note.pt"
+    torch.save({"params": create_model("cnniqa").state_dict(), "note": TrainingNote()}, p)
+    with pytest.raises(CheckpointError) as e:
+        read_state_dict(p)
+    msg = e.value.args[0]  # as built, before the one-line guard of BenchError.__str__
+    for relayed in ("\x1b", "[1m", "weights_only=False", "can still be loaded", "add_safe_globals"):
+        assert relayed not in msg, (relayed, msg)
+    assert msg.startswith(f"checkpoint '{p}' is refused: it carries a pickled test_models.TrainingNote object "
+                          "besides tensors;")
+    assert "torch.save(model.state_dict(), 'weights.pth')" in msg and ".safetensors" in msg
+    # the same through the CLI: one line on stderr, exit status 1
+    assert main(["score", "--model", "cnniqa", "--weights", str(p), str(FILES[0])]) == 1
+    err = capsys.readouterr().err  # "error: model 'cnniqa' (its module): CheckpointError: <msg>"
+    assert err.startswith("error: ") and err.endswith(f": {msg}\n") and err.count("\n") == 1, err
 
 
 def test_checkpoint_that_does_not_fit_lists_keys(tmp_path):
@@ -97,13 +125,15 @@ def test_images_are_converted_to_rgb(tmp_path, mode):
     assert x.shape == (3, 32, 32) and 0 <= x.min() and x.max() <= 1 and conv == f"{mode}->RGB"
 
 
-def test_unreadable_image_is_skipped_with_a_warning(tmp_path, capsys):
+def test_unreadable_image_is_one_error_line_and_the_rest_is_scored(tmp_path, capsys):
     bad = tmp_path / "bad.jpg"
     bad.write_bytes(b"\xff\xd8\xff\xe0 truncated")
     assert main(["score", "--model", "piqe", str(bad), str(FILES[1])]) == 1
     out = capsys.readouterr()
-    assert "skipped: image" in out.err and str(bad) in out.err
-    assert out.out.startswith(str(FILES[1]))
+    assert out.err.startswith(f"error: cannot score '{bad}': not an image that can be read (") and \
+        out.err.count("\n") == 1
+    path, score = out.out.removesuffix("\n").split(",")  # one line: the readable image, scored
+    assert path == str(FILES[1]) and float(score) == pytest.approx(PIQE_MATLAB[1], rel=1e-2)
 
 
 def test_published_checkpoint_layout_loads(tmp_path):

@@ -5,6 +5,7 @@ pruning really happen, and fine-tuning is reproducible and fails loudly."""
 from __future__ import annotations
 
 import copy
+import re
 
 import pytest
 import torch
@@ -12,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.api import DEFENSES, FitContext, IQAModel, IQASplit, ModelInfo, NotApplicable
-from defenses.orthoflow import CayleyConv2d, OrthoFlow, swap_activations
+from defenses.orthoflow import CayleyConv2d, OrthoFlow, activation_swaps, swap_activations
 
 VARIANTS = ["ortho", "ortho+act", "ortho+act+prune", "ortho+act+prune-l2", "act", "prune", "finetune-only"]
 
@@ -176,31 +177,80 @@ def test_insertion_keeps_scores_and_base_model(cls, insert):
 def test_activation_swap_functional_and_modules():
     base = _model(TinyFunctional)
     out = _defense("act").transform(base)
-    assert out.orthoflow_report["activation_swaps"]["functional"] == 2
-    code = out.net.code
-    assert "relu" not in code and code.count("functional.silu(") == 2
+    assert activation_swaps(out) == {"modules": 0, "functional": 2}
     x = torch.rand(4, 3, 12, 12)
-    assert not torch.allclose(out(x), base(x))
+    h = base.net.conv1(x)
+    h = torch.cat((h.amax((2, 3)), h.amin((2, 3))), 1)
+    expected = base.net.fc2(F.silu(F.silu(base.net.fc1(h)))).flatten()  # eval: dropout off
+    assert torch.allclose(out(x), expected, atol=1e-6) and not torch.allclose(out(x), base(x))
+    assert torch.equal(base(x), base.net(x).flatten())  # the base model is untouched
 
     mods = _model(TinyModules)
     out = _defense("act", activation="gelu").transform(mods)
-    assert out.orthoflow_report["activation_swaps"] == {"modules": 2, "functional": 0, "untraced": []}
+    assert activation_swaps(out) == {"modules": 2, "functional": 0}
     assert sum(isinstance(m, nn.GELU) for m in out.modules()) == 2
     assert not any(isinstance(m, nn.ReLU) for m in out.modules())
 
 
-def test_activation_swap_changes_negative_preactivations():
-    class Calls(nn.Module):
-        def forward(self, x):
-            return F.relu(x) + torch.relu(x) + x.relu()
+class HeadInForward(IQAModel):
+    """ReLUs written in the model's own forward, in every form (issue: the traced swap
+    reached none of them), and a functional dropout that must keep its train mode."""
 
-    holder = nn.Module()
-    holder.f, holder.m = Calls(), nn.ReLU()
-    report = swap_activations(holder, "silu")
-    assert (report["functional"], report["modules"]) == (3, 1)
-    x = torch.tensor([-1.0, 2.0])
-    assert torch.allclose(holder.f(x), 3 * F.silu(x)) and holder.f(x)[0] < 0
-    assert holder.m(x)[0] < 0
+    info = _info("head-in-forward")
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.fc = nn.Linear(4, 1)
+        self.act = nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = self.conv(x).mean((2, 3)) - 0.5
+        h = F.relu(h) + torch.relu(h) + h.relu() + F.relu(h.clone(), inplace=True) + self.act(h)
+        h = F.dropout(h, p=0.5, training=self.training)
+        return self.fc(h).flatten()
+
+
+def test_activation_swap_reaches_the_models_own_forward_and_keeps_dropout():
+    base = _model(HeadInForward)
+    out = _defense("act").transform(base)
+    assert activation_swaps(out) == {"modules": 1, "functional": 4}
+    x = torch.rand(3, 3, 10, 10)
+    h = base.conv(x).mean((2, 3)) - 0.5
+    assert (h < 0).any()  # negative pre-activations: SiLU and ReLU differ there
+    assert torch.allclose(out(x), base.fc(5 * F.silu(h)).flatten(), atol=1e-6)
+    out.train()  # what the fine-tune runs in: dropout is on, draws differ
+    torch.manual_seed(1)
+    a = out(x)
+    assert not torch.equal(a, out(x))
+    out.eval()
+    assert torch.equal(out(x), out(x))
+    moved = copy.deepcopy(out)  # a copy computes with its own weights, swap included
+    with torch.no_grad():
+        moved.fc.bias.add_(1.0)
+    assert torch.allclose(moved(x), out(x) + 1.0, atol=1e-6)
+
+
+def test_a_swap_that_would_change_nothing_is_not_run():
+    """A model with no ReLU anywhere: the variants that swap are not applicable (their cells
+    are `skipped` with the reason); the ones that do not swap still run."""
+
+    class GeluNet(IQAModel):
+        info = _info("gelu-net")
+
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = nn.Sequential(
+                nn.Conv2d(3, 2, 3), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1)
+            )
+
+        def forward(self, x):
+            return F.gelu(self.net(x)).flatten()
+
+    for name in ("act", "ortho+act", "ortho+act+prune"):
+        with pytest.raises(NotApplicable, match=re.escape(f"defense '{name}': model 'gelu-net' computes with no ReLU")):
+            _defense(name).transform(_model(GeluNet))
+    _defense("ortho").transform(_model(GeluNet))
 
 
 def test_not_applicable_without_conv():
@@ -238,6 +288,24 @@ def test_fit_prunes_and_keeps_state_dict_keys():
     fresh.load_state_dict(model.state_dict(), strict=True)
 
 
+def test_fit_reads_what_transform_did_off_the_model():
+    """Nothing passes from transform to fit but the model: a fresh transform() of another
+    base model, loaded with the first one's state_dict, fits to the same weights and record."""
+    d = _defense("ortho+act+prune", insert="all", epochs=1)
+    model = d.transform(_model(HeadInForward))
+    reloaded = d.transform(_model(HeadInForward, seed=1))
+    reloaded.load_state_dict(model.state_dict(), strict=True)
+    records = []
+    for m in (model, reloaded):
+        ctx = _ctx(n=8)
+        d.fit(m, ctx)
+        records.append({k: v for k, v in ctx.record.items() if k not in ("stages", "seconds")})
+    assert records[0] == records[1]
+    assert records[0]["orthogonal_after"] == ["conv"]
+    assert records[0]["activation_swaps"] == {"modules": 1, "functional": 4}
+    assert all(torch.equal(v, reloaded.state_dict()[k]) for k, v in model.state_dict().items())
+
+
 @pytest.mark.parametrize("name, stages", [
     ("ortho", ["orthogonal"]), ("ortho+act", ["activation", "orthogonal"]),
     ("ortho+act+prune", ["activation", "orthogonal", "prune"]), ("ortho+act+prune-l2", ["activation", "orthogonal", "prune"]),
@@ -262,8 +330,8 @@ def test_stages_fine_tune_what_has_been_changed_so_far(monkeypatch):
         seen.append((kw["name"], zeros, block.weight.abs().sum().item()))
         return out
 
-    real = orthoflow.finetune
-    monkeypatch.setattr(orthoflow, "finetune", spy)
+    real = orthoflow.train_loop
+    monkeypatch.setattr(orthoflow, "train_loop", spy)
     d = _defense("ortho+act+prune", epochs=1)
     model = d.transform(_model(TinyModules))
     d.fit(model, _ctx())
@@ -321,30 +389,9 @@ def test_fit_raises_on_nan_loss():
     model = d.transform(_model(TinyFunctional))
     with torch.no_grad():
         model.net.fc2.bias.fill_(float("nan"))
-    with pytest.raises(RuntimeError, match="fine-tune diverged"):
+    with pytest.raises(RuntimeError, match=r"defense 'finetune-only \(finetune stage\)': fine-tuning diverged"):
         d.fit(model, _ctx())
     assert not model.training
-
-
-def test_zero_swaps_are_reported():
-    class GeluNet(IQAModel):
-        info = _info("gelu-net")
-
-        def __init__(self) -> None:
-            super().__init__()
-            self.net = nn.Sequential(
-                nn.Conv2d(3, 2, 3), nn.GELU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(2, 1)
-            )
-
-        def forward(self, x):
-            return self.net(x).flatten()
-
-    d = _defense("act", epochs=1)
-    model = d.transform(_model(GeluNet))
-    ctx = _ctx()
-    d.fit(model, ctx)
-    assert ctx.record["activation_swaps"] == {"modules": 0, "functional": 0}
-    assert any("changed nothing" in n for n in ctx.record["notes"])
 
 
 def test_bad_params_refused():
@@ -352,6 +399,11 @@ def test_bad_params_refused():
         _defense("ortho", lr=1e-2)
     with pytest.raises(ValueError, match="activation"):
         _defense("ortho+act", activation="tanh")
+    with pytest.raises(ValueError, match=r"amount 0.0 must be in \(0, 1\)"):
+        _defense("prune", amount=0.0)
+    _defense("ortho", amount=0.0)  # no pruning step: the amount is not used
+    with pytest.raises(ValueError, match="parameter 'epochs' must be int >= 1, got 0"):
+        _defense("finetune-only", epochs=0)
 
 
 # ----------------------------------------------------------------------------- RKO alternative
@@ -384,3 +436,20 @@ def test_rko_block_starts_as_identity_and_stays_row_orthogonal():
     fresh.load_state_dict(model.state_dict(), strict=True)
     with pytest.raises(ValueError, match="odd"):
         _defense("ortho", block="rko", kernel_size=2)
+
+
+def test_a_variant_that_would_change_nothing_is_refused_when_the_matrix_loads(tmp_path):
+    from bench.errors import MatrixError
+    from bench.matrix import load_matrix
+    from bench.plugins import load_plugins
+
+    load_plugins()
+    for defense, why in (('prune = { amount = 0.0 }', "amount 0.0 must be in (0, 1)"),
+                         ('"finetune-only" = { epochs = 0 }', "parameter 'epochs' must be int >= 1, got 0")):
+        path = tmp_path / "m.toml"
+        path.write_text(f'name = "m"\nseed = 0\n[models]\ncnniqa = {{}}\n[defenses]\n{defense}\n'
+                        '[attacks]\nfgsm = { eps = [2] }\n[datasets]\nembedded = {}\n')
+        with pytest.raises(MatrixError) as e:
+            load_matrix(str(path))
+        field = defense.split(" = ")[0].strip('"')
+        assert f"field 'defenses.{field}': defense '{field}': {why}" in str(e.value)

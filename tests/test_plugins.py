@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import re
 import subprocess
@@ -71,12 +73,63 @@ def test_contributing_example_as_entry_point(tmp_path):
     assert set(df[df.defense == "my-blur"].status) == {"ok"}
 
 
-def test_single_file_plugin(tmp_path):
+def test_entry_point_origin_names_its_distribution_and_version(tmp_path):
+    """`bench list`, every record and the leaderboard row say which package (and which
+    version of it) produced a component loaded through an entry point."""
+    pkg = tmp_path / "site" / "my_blur"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text("")
+    (pkg / "defense.py").write_text(contributing_example())
+    dist = tmp_path / "site" / "my_blur-0.3.2.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-blur\nVersion: 0.3.2\n")
+    (dist / "entry_points.txt").write_text("[bench.defenses]\nmy-blur = my_blur.defense:GaussianBlur\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(ROOT)]))
+    label = "entry point my-blur = my_blur.defense:GaussianBlur (my-blur 0.3.2)"
+    out = subprocess.run([sys.executable, "-m", "bench", "list", "defenses"], capture_output=True, text=True,
+                         env=env, cwd=tmp_path, timeout=120, check=False)
+    assert out.returncode == 0, out.stderr
+    line = next(x for x in out.stdout.splitlines() if x.startswith("my-blur "))
+    assert line.endswith(f"  [from {label}]"), line
+    assert re.search(r"^none\s.*\[from built-in baselines\.none\]$", out.stdout, re.MULTILINE), out.stdout
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(SMALL.format(defenses='"my-blur" = { sigma = 1.5 }'))
+    out = subprocess.run([sys.executable, "-m", "bench", "run", "--matrix", str(matrix), "--results",
+                          str(tmp_path / "r"), "--site-out", str(tmp_path / "out"), "--no-progress"],
+                         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300, check=False)
+    assert out.returncode == 0, out.stdout + out.stderr
+    by = {r["cell"]["defense"]: r for r in ResultsStore(tmp_path / "r").records()}
+    assert by["my-blur"]["meta"]["defense"]["origin"] == {
+        "kind": "entry point", "entry_point": "my-blur", "group": "bench.defenses",
+        "value": "my_blur.defense:GaussianBlur", "distribution": "my-blur", "version": "0.3.2",
+        "module": "my_blur.defense"}
+    assert by["none"]["meta"]["defense"]["origin"] == {"kind": "built-in", "module": "baselines.none"}
+    board = json.loads((tmp_path / "out" / "data" / "index.json").read_text())
+    assert {r["defense_origin"] for r in board if r["defense"] == "my-blur"} == {label}
+    page = next((tmp_path / "out").glob("defense-my-blur-*.html")).read_text()
+    assert f"<code>{label}</code>" in page
+
+
+def test_single_file_plugin(tmp_path, capsys):
     f = tmp_path / "blur.py"
     f.write_text(contributing_example())
     code, recs = run_small(tmp_path, '"my-blur" = {}', [f])
     assert code == 0
     assert {r["cell"]["defense"]: r["status"] for r in recs} == {"none": "ok", "my-blur": "ok"}
+    # where each component came from, in every record and in `bench list`
+    sha = hashlib.sha256(f.read_bytes()).hexdigest()
+    by = {r["cell"]["defense"]: r for r in recs}
+    assert by["my-blur"]["meta"]["defense"]["origin"] == {"kind": "plugin file", "path": str(f.resolve()),
+                                                          "sha256": sha, "module": "blur"}
+    assert by["none"]["meta"]["defense"]["origin"] == {"kind": "built-in", "module": "baselines.none"}
+    assert by["none"]["meta"]["model"]["origin"] == {"kind": "built-in", "module": "bench.models.classic"}
+    df = records_frame(recs)
+    assert set(zip(df.defense, df.defense_origin)) == {("my-blur", f"plugin file {f.resolve()} (sha256 {sha[:12]})"),
+                                                       ("none", "built-in baselines.none")}
+    capsys.readouterr()
+    assert main(["list", "defenses", "--plugin", str(f)]) == 0
+    line = next(x for x in capsys.readouterr().out.splitlines() if x.startswith("my-blur "))
+    assert line.endswith(f"  [from plugin file {f.resolve()} (sha256 {sha[:12]})]"), line
 
 
 FAULTY = '''
@@ -125,10 +178,33 @@ def test_missing_plugin_file_is_a_clear_error(tmp_path, capsys):
     assert "plugin file" in capsys.readouterr().err
 
 
+BUILTIN = {
+    "models": ["brisque", "brisque-live-libsvm", "cnniqa", "niqe", "piqe", "resnet18_iqa", "wadiqam_nr"],
+    "attacks": ["apgd", "fgsm", "i-fgsm", "korhonen", "mi-fgsm", "perceptual", "pgd", "square", "uap"],
+    "defenses": ["act", "adv-train", "bit-depth", "finetune-only", "gaussian-blur", "jpeg", "median-blur", "none",
+                 "nt", "ortho", "ortho+act", "ortho+act+prune", "ortho+act+prune-l2", "prune", "random-crop",
+                 "random-flip", "random-noise", "random-rotate", "randomized-smoothing", "resize"],
+    "datasets": ["csiq", "embedded", "kadid10k", "koniq10k", "live", "livec", "pipal", "spaq", "tid2013"],
+    "matrices": ["full", "quick", "standard"],
+}
+
+
 @pytest.mark.parametrize("kind", ["models", "attacks", "defenses", "datasets", "matrices"])
 def test_list(kind, capsys):
+    from bench import api
+
     assert main(["list", kind]) == 0
-    assert capsys.readouterr().out.strip()
+    out = capsys.readouterr().out
+    lines = [line for line in out.splitlines() if line[:1].strip()]  # continuation lines are indented
+    # every built-in and whatever plugins other tests loaded in this process, once each, in name
+    # order; then one "!" line for each plugin that failed to load here
+    registry = getattr(api, kind.upper()) if kind != "matrices" else None
+    names = [line.split()[0] for line in lines if not line.startswith("! ")]
+    assert names == sorted(set(BUILTIN[kind]) | set(registry.names() if registry else ())), out
+    assert [line for line in lines if line.startswith("! ")] == [
+        f"! {src}: failed to load: {why}" for src, why in sorted(registry.broken.items() if registry else ())]
+    if kind == "matrices":
+        assert re.match(r"quick +48 cells +models=2 defenses=4 attacks=2 datasets=1$", out.splitlines()[1]), out
 
 
 def test_contributing_model_example_scores_a_third_party_checkpoint(tmp_path, capsys):

@@ -7,11 +7,13 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Self
 
 import pytest
 from conftest import write_matrix
@@ -20,6 +22,7 @@ from test_plugins import run_small
 from bench.cli import main
 from bench.errors import BenchError
 from bench.lock import RunLock
+from bench.record import MEASURES
 from bench.store import ResultsStore
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="signals, flock and /proc are Linux's")
@@ -113,8 +116,27 @@ def test_the_lock_is_released_when_its_process_is_killed(tmp_path):
         assert lock.took_over and f"pid {holder.pid}" in lock.took_over
 
 
-HOGS = '''
+HANG_LOG = '''
+import os
 import time
+from contextlib import contextmanager
+
+
+@contextmanager
+def logged_hang():
+    """Each hang writes a line when it starts and, when stopped, how long it lasted."""
+    log = os.environ["BENCH_TEST_HANG_LOG"]
+    with open(log, "a") as f:
+        f.write("entered\\n")
+    t0 = time.monotonic()
+    try:
+        yield
+    finally:
+        with open(log, "a") as f:
+            f.write(f"stopped after {time.monotonic() - t0:.3f} s\\n")
+'''
+
+HOGS = HANG_LOG + '''
 import torch
 from bench.api import Defense, DefenseInfo, register_defense
 
@@ -124,9 +146,10 @@ class Hangs(Defense):
     info = DefenseInfo(name="hangs-forever", kind="purification")
 
     def purify(self, x):
-        if x.requires_grad:  # hangs in the attack, after the clean scores are taken
-            while True:
-                time.sleep(0.01)
+        if x.requires_grad:  # hangs where gradients are first taken, after the clean scores
+            with logged_hang():
+                while True:
+                    time.sleep(0.01)
         return x
 
 
@@ -143,25 +166,91 @@ class EatsMemory(Defense):
 '''
 
 
-def test_plugins_that_hang_or_eat_memory_fail_only_their_own_cells(tmp_path, capsys):
+class PeakRss:
+    """This process's resident memory: at the start, and the most seen (sampled every 10 ms)."""
+
+    def __enter__(self) -> Self:
+        import threading
+
+        from bench.guard import rss_bytes
+
+        self.start = self.peak = rss_bytes()
+        self._stop = threading.Event()
+
+        def watch() -> None:
+            while not self._stop.wait(0.01):
+                self.peak = max(self.peak, rss_bytes())
+
+        self._thread = threading.Thread(target=watch, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def hang_log(path: Path) -> list[float]:
+    """How long each logged hang lasted; every hang that started was stopped."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    assert lines[::2] == ["entered"] * ((len(lines) + 1) // 2), lines
+    assert all(x.startswith("stopped after ") and x.endswith(" s") for x in lines[1::2]) and len(lines) % 2 == 0, lines
+    return [float(x.removeprefix("stopped after ").removesuffix(" s")) for x in lines[1::2]]
+
+
+def test_plugins_that_hang_or_eat_memory_fail_only_their_own_cells(tmp_path, capsys, monkeypatch):
+    import math
+
+    import psutil
+
     from bench.guard import rss_bytes
 
+    # The baseline, measured here, in this process, under whatever load the machine has:
+    # the run with the undefended cell alone, its wall time and the memory it needs (after
+    # a first run that builds the data, as the run under test will find it built).
+    for d in ("warm", "base"):
+        (tmp_path / d).mkdir()
+    assert run_small(tmp_path / "warm", "", [])[0] == 0
+    with PeakRss() as mem:
+        t0 = time.monotonic()
+        code, _ = run_small(tmp_path / "base", "", [])
+        base_s = time.monotonic() - t0
+    assert code == 0
+    # The memory limit: the baseline's peak plus a margin that the undefended cell, run
+    # again, cannot reach (half its own growth, at least 0.5 GB); eats-memory passes it.
+    margin = max(0.5 * 2**30, 0.5 * (mem.peak - mem.start))
+    limit_gb = math.ceil((mem.peak + margin) / 2**30 * 10) / 10
+    if psutil.virtual_memory().available < limit_gb * 2**30 - rss_bytes() + 2**30:
+        pytest.skip(f"too little free memory to let a plugin grow to {limit_gb} GB")
     f = tmp_path / "hogs.py"
     f.write_text(HOGS)
-    limit_gb = round(rss_bytes() / 2**30 + 1.5, 1)
+    monkeypatch.setenv("BENCH_TEST_HANG_LOG", str(tmp_path / "hang.log"))
+    capsys.readouterr()  # the baseline's lines
     t0 = time.monotonic()
     code, recs = run_small(tmp_path, '"hangs-forever" = {}\n"eats-memory" = {}', [f],
                            extra=["--cell-timeout", "10", "--max-memory-gb", str(limit_gb)])
-    assert time.monotonic() - t0 < 90  # the hang costs its 10 s; the rest must not wait on it
+    wall = time.monotonic() - t0
     by = {r["cell"]["defense"]: r for r in recs}
+    # The hang was entered once and cost at most its limit (it starts after the clean scores,
+    # within the set-up the limit covers), the set-up it failed took the limit, with
+    # generous margins (a stopped sleep returns at once) ...
+    (hang,) = hang_log(tmp_path / "hang.log")
+    assert 0 < hang <= 10 + 5, hang
+    m = by["hangs-forever"]["metrics"]
+    hung = m["setup_seconds"] + m["seconds"]
+    assert 10 <= hung <= 10 + 5 + base_s, (hung, base_s)
+    # ... and the rest of the run cost about what the baseline did: nothing else waited on it
+    assert wall - hung <= 3 * base_s + 20, (wall, hung, base_s)
     assert code == 1
     assert by["none"]["status"] == "ok"
     assert by["hangs-forever"]["status"] == "error"
     assert "time limit of 10 s" in by["hangs-forever"]["message"] and "--cell-timeout" in by["hangs-forever"]["message"]
     assert by["eats-memory"]["status"] == "error"
     assert f"memory limit of {limit_gb:g} GB" in by["eats-memory"]["message"]
-    out = capsys.readouterr().out
-    assert "1 ok" in out and "2 error" in out
+    out = capsys.readouterr().out.splitlines()
+    assert re.fullmatch(r"3 cells: 0 already in the store, 2 error, 1 ok \(\d+\.\d s\)", out[0]), out
+    assert sorted(": ".join(line.split(": ", 2)[:2]) for line in out[1:]) == [
+        "  error: piqe/eats-memory/fgsm@4/embedded", "  error: piqe/hangs-forever/fgsm@4/embedded"], out
 
 
 def test_a_corrupt_record_is_reported_and_recomputed(tmp_path, capsys):
@@ -177,6 +266,29 @@ def test_a_corrupt_record_is_reported_and_recomputed(tmp_path, capsys):
     new = json.loads(path.read_text())["metrics"]
     assert {k: v for k, v in new.items() if k not in timing} == {k: v for k, v in recs[0]["metrics"].items()
                                                                 if k not in timing}
+
+
+@pytest.mark.parametrize("corrupt", ["edited metric", "[]", "null", "42"])
+def test_a_record_that_is_valid_json_but_not_what_was_written_is_recomputed(tmp_path, capsys, corrupt):
+    """The checksum catches a hand-edited number; JSON that is no record at all is caught
+    too (it crashed the store), and both cells are computed again to the same numbers."""
+    code, recs = run_small(tmp_path, "", [])
+    assert code == 0
+    path = ResultsStore(tmp_path / "r").path(recs[0]["key"])
+    if corrupt == "edited metric":
+        rec = json.loads(path.read_text())
+        rec["metrics"]["abs_gain"] = 0.0  # a better-looking defense, checksum left as it was
+        path.write_text(json.dumps(rec))
+        why = "checksum mismatch"
+    else:
+        path.write_text(corrupt)
+        why = "valid JSON, but a .*, not a record"
+    capsys.readouterr()
+    with pytest.warns(UserWarning, match=f"corrupt result record .*{why}.* will be recomputed"):
+        code, _ = run_small(tmp_path, "", [])
+    assert code == 0 and "1 ok" in capsys.readouterr().out
+    new = json.loads(path.read_text())["metrics"]
+    assert new["abs_gain"] == recs[0]["metrics"]["abs_gain"] != 0.0
 
 
 def test_an_error_cell_is_retried_on_the_next_run(tmp_path, capsys):
@@ -213,7 +325,8 @@ def test_a_full_disk_leaves_no_half_written_record(tmp_path, monkeypatch):
 
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(BenchError, match="No space left .* nothing was half-written .* run the same command again"):
-        store.put({"key": "ab12", "status": "ok"})
+        store.put({"key": "ab12", "status": "ok", "metrics": {"n_images": 0, **dict.fromkeys(MEASURES, 0.0)},
+                   "cell": {"model": "m", "defense": "d", "attack": "a", "eps": 4, "dataset": "x"}})
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert not list((tmp_path / "r" / "cells").iterdir())
     assert store.get("ab12") is None
@@ -242,3 +355,63 @@ class Hostile(Defense):
     err = capsys.readouterr().err
     assert code == 0 and all(r["status"] == "ok" for r in recs)  # the cells that do not need it run
     assert "warning: a plugin failed to load" in err and "hostile.py" in err and "may not contain" in err
+
+
+HANGING_FIT = HANG_LOG + '''
+import pyiqa  # noqa: F401 - the measures (PSNR, SSIM) import it on first use: here, outside any limit
+
+from bench.api import Defense, DefenseInfo, IQAModel, ModelInfo, register_defense, register_model
+
+
+@register_model
+class MeanScore(IQAModel):
+    """Scores the train split in no time, so that the set-up reaches the fit well within
+    its limit (PIQE took 23 s for it on 2 loaded cores: the limit fired before any fit)."""
+
+    info = ModelInfo(name="mean-score", lower_better=False, score_range=(0.0, 1.0), kind="classic",
+                     differentiable=True)
+
+    def forward(self, x):
+        return x.mean(dim=(1, 2, 3))
+
+
+@register_defense
+class HangsInFit(Defense):
+    info = DefenseInfo(name="hangs-in-fit", kind="training")
+
+    def fit(self, model, ctx):
+        with logged_hang():
+            while True:
+                time.sleep(0.01)
+'''
+
+
+def test_a_fit_that_hangs_under_jobs_fails_only_its_own_cells(tmp_path):
+    """Training and fitting run before the cells (on a worker, with all cores) under the
+    same limits as a group's set-up: a fit that hangs costs its time limit once and fails
+    its own group's cells; the other group is computed. The limit (10 s) leaves the honest
+    work of a set-up or a cell, a second or two here, a wide margin on a loaded machine."""
+    from test_plugins import SMALL
+
+    plugin = tmp_path / "hang.py"
+    plugin.write_text(HANGING_FIT)
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(SMALL.format(defenses='"hangs-in-fit" = {}').replace("eps = [4]", "eps = [4, 8]")
+                      .replace("piqe = {}", '"mean-score" = {}'))
+    cmd = [*_run_cmd(matrix, tmp_path / "r"), "--plugin", str(plugin), "--jobs", "2", "--cell-timeout", "10"]
+    env = {**os.environ, "BENCH_TEST_HANG_LOG": str(tmp_path / "hang.log")}
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env, check=False)  # a hard stop only
+    assert out.returncode == 1, out.stderr
+    # the fit was entered once (not again for the group, nor per cell) and cost at most its
+    # limit, with a generous margin (a stopped sleep returns at once)
+    (hang,) = hang_log(tmp_path / "hang.log")
+    assert 0 < hang <= 10 + 5, hang
+    by = {}
+    for r in ResultsStore(tmp_path / "r").records():
+        by.setdefault(r["cell"]["defense"], []).append(r)
+    assert [r["status"] for r in by["none"]] == ["ok", "ok"]
+    assert [r["status"] for r in by["hangs-in-fit"]] == ["error", "error"]
+    for r in by["hangs-in-fit"]:
+        assert r["message"].startswith(f"defense 'hangs-in-fit' (plugin file {plugin} (sha256 ")
+        assert r["message"].endswith("CellLimitError: set-up of mean-score/hangs-in-fit/embedded: stopped after the "
+                                     "per-cell time limit of 10 s (raise it with --cell-timeout)"), r["message"]

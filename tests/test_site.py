@@ -120,17 +120,42 @@ def test_files_exist(site: Path) -> None:
         assert (out / "data" / f"{p.stem}.csv").is_file() and (out / "data" / f"{p.stem}.json").is_file(), p
 
 
+HOSTILE_HTML = "&lt;script&gt;alert(1)&lt;/script&gt;"  # as text in HTML
+HOSTILE_JSON = "\\u003cscript\\u003ealert(1)\\u003c/script\\u003e"  # inside a <script type="application/json">
+SITE_JS = '<script src="static/site.js" defer>'
+
+
 def test_hostile_name_is_escaped(site: Path) -> None:
+    import json
+
     out = site.parent
+    islands_seen = 0
     for p in pages(out):
         html = p.read_text()
-        assert "<script>alert(1)" not in html, p
+        # the only live scripts are the site's own code and its JSON data islands, each
+        # closed once: a name that broke out of a data island would add a </script>
+        tags = re.findall(r"<script\b[^>]*>", html)
+        islands = [t for t in tags if re.fullmatch(r'<script type="application/json" id="[a-z-]+">', t)]
+        assert sorted(tags) == sorted([SITE_JS] + islands), p
+        assert html.count("</script>") == len(tags), p
+        islands_seen += len(islands)
+        assert HOSTILE not in html and "<script>" not in html, p
         assert "<b>boom</b>" not in html, p
-        assert html.count("<script") <= 1 + html.count('type="application/json"'), p
-    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in site.read_text()  # the filter option, as text
+        # every page's navigation names the hostile defense, as text
+        assert f'<a href="{next(out.glob("defense-script-alert-1-script-*.html")).name}">{HOSTILE_HTML}</a>' in html, p
+        # the data islands carry it (every island maps defense names to pages), with <, >
+        # and & as JSON escapes
+        assert (HOSTILE_JSON in html) == bool(islands), p
+    assert islands_seen >= 2  # index.html's leaderboard and cells at least
+    assert f'<option value="{HOSTILE_HTML}">{HOSTILE_HTML}</option>' in site.read_text()  # the filter option
+    assert '"RuntimeError: \\u003cb\\u003eboom\\u003c/b\\u003e \\u0026 more"' in \
+        next(out.glob("defense-blur-*.html")).read_text()
+    # the JSON downloads are data, not pages: the name is there exactly, as a JSON string
+    board = json.loads((out / "data" / "index.json").read_text())
+    assert HOSTILE in {r["defense"] for r in board}
     for f in out.rglob("*"):  # names never become paths
         assert "<" not in f.name and ">" not in f.name, f
-    assert "script-alert-1-script" in " ".join(p.name for p in pages(out))
+    assert [p.name.rsplit("-", 1)[0] for p in pages(out) if "script" in p.name] == ["defense-script-alert-1-script"]
 
 
 def test_name_cannot_escape_the_output(tmp_path: Path) -> None:
@@ -215,7 +240,9 @@ def test_links_are_relative(site: Path) -> None:
 def test_readme_claim_section(tmp_path: Path) -> None:
     from bench.cli import main
 
-    results = build_store(tmp_path / "results", small_records())
+    # a model and a purification named as a script: both reach the README's section
+    hostile = [make_record(HOSTILE, d, "pgd", 8) for d in ("none", HOSTILE)]
+    results = build_store(tmp_path / "results", small_records() + hostile)
     readme = tmp_path / "README.md"
     readme.write_text("# x\n\n<!-- claim:start -->\nplaceholder\n<!-- claim:end -->\n\ntail\n")
     assert main(["site", "--results", str(results), "--out", str(tmp_path / "site"), "--readme", str(readme)]) == 0
@@ -226,7 +253,14 @@ def test_readme_claim_section(tmp_path: Path) -> None:
     # adv-train's [0.408, 0.478] does not.
     assert "gain is not below none's, and the 95% intervals overlap" in text
     assert "below adv-train's, and the 95% intervals do not overlap" in text
-    assert "&lt;script&gt;" not in text or "<script>" not in text
+    # markdown renders raw HTML: the names appear only escaped, as text
+    lines = text.splitlines()
+    assert f"### {HOSTILE_HTML} on embedded" in lines
+    assert f"{HOSTILE_HTML} on embedded: the full method (ortho+act+prune) has no successful cells, " \
+           "so the claim is not tested here." in lines
+    assert sum(line.startswith(f"| {HOSTILE_HTML} (best purification) | purification | ") for line in lines) == 1
+    assert text.count(HOSTILE_HTML) == 3
+    assert "<script" not in text and "</script" not in text
     again = readme.read_text()
     main(["site", "--results", str(results), "--out", str(tmp_path / "site"), "--readme", str(readme)])
     assert readme.read_text() == again  # idempotent
@@ -282,6 +316,8 @@ def test_leaderboard_ranks_the_standard_suite(tmp_path: Path) -> None:
         r["provenance"]["suite"] = "standard-v1"
     for r in other:
         r["provenance"]["suite"] = "quick-v1"
+    for r in std + other:  # which suite is the standard one: the matrices' [claim] suite, recorded
+        r["provenance"]["claim"] = {"method": [], "reference": "none", "suite": "standard-v1"}
     index = render_site(build_store(tmp_path / "results", std + other, examples=False), tmp_path / "site")
     rows = json.loads((index.parent / "data" / "index.json").read_text())
     assert {r["defense"] for r in rows} == {"none", "jpeg"} and {r["attack"] for r in rows} == {"all (worst)", "pgd"}
@@ -289,3 +325,278 @@ def test_leaderboard_ranks_the_standard_suite(tmp_path: Path) -> None:
     assert len((index.parent / "cells.csv").read_text().splitlines()) == 5
     only_other = render_site(build_store(tmp_path / "r2", other, examples=False), tmp_path / "s2").read_text()
     assert "No cell ran under the standard attack suite" in only_other and "quick-v1" in only_other
+    for r in std + other:  # no record names a standard suite: every cell is ranked, and the page says so
+        del r["provenance"]["claim"]
+    unnamed = render_site(build_store(tmp_path / "r3", std + other, examples=False), tmp_path / "s3")
+    assert "No result names a standard attack suite" in unnamed.read_text()
+    assert {r["attack"] for r in json.loads((unnamed.parent / "data" / "index.json").read_text())} == \
+        {"all (worst)", "pgd", "fgsm"}
+
+
+# ----------------------------------------------------------------------------- provenance on the site
+EP_ORIGIN = {"kind": "entry point", "entry_point": "my-blur", "group": "bench.defenses",
+             "value": "my_blur.defense:GaussianBlur", "distribution": "my-blur", "version": "0.1.0",
+             "module": "my_blur.defense"}
+EP_LABEL = "entry point my-blur = my_blur.defense:GaussianBlur (my-blur 0.1.0)"
+TRAINED = {"source": "trained here", "path": "/cache/models/cnniqa-0123.pt", "sha256": "ab" * 32,
+           "dataset": "embedded", "seed": 7, "n_train": 120, "test_srocc": 0.81234, "test_plcc": 0.79,
+           "mos_name": "pseudo-MOS", "params": {"epochs": 2}}
+PUBLISHED = {"source": "published (pyiqa cache)", "path": f"/hub/pyiqa/{HOSTILE}.pth", "sha256": "cd" * 32}
+NEW_NOTES = {"test": {"dataset_layout": "official", "verify": "decode", "size": 32, "skipped": 2,
+                      "skipped_files": ["a.png", "<b>.png"], "converted": {"L->RGB": 3}},
+             "train": {"dataset_layout": "official", "verify": "decode", "size": 32, "skipped": 1,
+                       "skipped_files": ["c.png"], "converted": {}}}
+OLD_NOTES = {"dataset_layout": "pyiqa", "verify": "header", "size": 64, "skipped": 4,
+             "skipped_files": ["d.png"], "converted": {"P->RGB": 1}}  # before both splits were recorded
+
+
+def provenance_records() -> list[dict]:
+    """cnniqa, trained here on `embedded` and published on `koniq10k`, under `none` (built in)
+    and `my-blur` (from an installed package); the koniq10k records hold the old flat notes."""
+    recs = []
+    for dataset, weights, notes in (("embedded", TRAINED, NEW_NOTES), ("koniq10k", PUBLISHED, OLD_NOTES)):
+        for defense, origin in (("none", {"kind": "built-in", "module": "baselines.none"}), ("my-blur", EP_ORIGIN)):
+            for eps in (4, 8):
+                r = make_record("cnniqa", defense, "pgd", eps, dataset=dataset)
+                r["meta"]["model"] = {"name": "cnniqa", "lower_better": False, "score_range": [0.0, 100.0],
+                                      "kind": "learned", "description": "CNN <b>model</b>", "version": "1",
+                                      "reference": "https://arxiv.org/abs/1234.5678",
+                                      "origin": {"kind": "built-in", "module": "bench.models.cnniqa"}}
+                r["meta"]["defense"]["origin"] = origin
+                r["weights"], r["data"] = weights, notes
+                recs.append(r)
+    return recs
+
+
+def test_model_page_shows_its_card_and_weights(tmp_path: Path) -> None:
+    import pandas as pd
+
+    index = render_site(build_store(tmp_path / "results", provenance_records(), examples=False), tmp_path / "site")
+    html = next(index.parent.glob("model-cnniqa-*.html")).read_text()
+    for part in ("CNN &lt;b&gt;model&lt;/b&gt;",
+                 '<a href="https://arxiv.org/abs/1234.5678" rel="noopener noreferrer">https://arxiv.org/abs/1234.5678</a>',
+                 "<dt>direction</dt><dd>higher is better</dd>", "<dt>score range</dt><dd>[0, 100]</dd>",
+                 "<dt>kind</dt><dd>learned</dd>", "<code>built-in bench.models.cnniqa</code>",
+                 ("<td>embedded</td><td>trained here</td><td><code>/cache/models/cnniqa-0123.pt</code></td>"
+                  f"<td><code>{'ab' * 32}</code></td><td>trained on embedded, seed 7, train images 120, "
+                  "test SROCC 0.812, test PLCC 0.790, against pseudo-MOS</td><td class=\"num\">4</td>"),
+                 ("<td>koniq10k</td><td>published (pyiqa cache)</td>"
+                  f"<td><code>/hub/pyiqa/&lt;script&gt;alert(1)&lt;/script&gt;.pth</code></td><td><code>{'cd' * 32}"
+                  "</code></td><td>&ndash;</td>"),
+                 f'<span class="n">from {EP_LABEL}</span>'):
+        assert part in html, part
+    assert "<script>alert(1)" not in html and "<b>model" not in html
+    assert "from built-in" not in html  # built-in defenses need no note in the rows
+    cells = pd.read_csv(index.parent / "cells.csv")
+    got = set(zip(cells["dataset"], cells["weights_source"], cells["weights_sha256"], cells["weights_path"]))
+    assert got == {("embedded", "trained here", "ab" * 32, "/cache/models/cnniqa-0123.pt"),
+                   ("koniq10k", "published (pyiqa cache)", "cd" * 32, f"/hub/pyiqa/{HOSTILE}.pth")}
+
+
+def test_plugin_origin_on_the_leaderboard_and_defense_page(tmp_path: Path) -> None:
+    import json
+
+    import pandas as pd
+
+    index = render_site(build_store(tmp_path / "results", provenance_records(), examples=False), tmp_path / "site")
+    rows = json.loads((index.parent / "data" / "index.json").read_text())
+    assert {(r["defense"], r["defense_origin"]) for r in rows} == {("my-blur", EP_LABEL),
+                                                                 ("none", "built-in baselines.none")}
+    assert 'data-col="defense_origin"' in index.read_text()
+    page = next(index.parent.glob("defense-my-blur-*.html")).read_text()
+    assert f"<dt>code</dt><dd><code>{EP_LABEL}</code></dd>" in page
+    cells = pd.read_csv(index.parent / "cells.csv")
+    assert set(zip(cells["defense"], cells["defense_origin"])) == {("my-blur", EP_LABEL),
+                                                                   ("none", "built-in baselines.none")}
+    assert set(cells["model_origin"]) == {"built-in bench.models.cnniqa"}
+
+
+def test_both_splits_loading_notes_in_csv_and_site_old_records_still_read(tmp_path: Path) -> None:
+    import pandas as pd
+
+    from bench.store import data_notes
+
+    assert data_notes({"data": NEW_NOTES}) == NEW_NOTES
+    assert data_notes({"data": OLD_NOTES}) == {"test": OLD_NOTES, "train": {}}
+    assert data_notes({}) == {"test": {}, "train": {}}
+    index = render_site(build_store(tmp_path / "results", provenance_records(), examples=False), tmp_path / "site")
+    cells = pd.read_csv(index.parent / "cells.csv")
+    counts = cells.groupby("dataset")[["test_skipped", "test_converted", "train_skipped", "train_converted"]].first()
+    assert counts.loc["embedded"].tolist() == [2, 3, 1, 0]
+    assert counts.loc["koniq10k", "test_skipped"] == 4 and counts.loc["koniq10k", "test_converted"] == 1
+    assert counts.loc["koniq10k", ["train_skipped", "train_converted"]].isna().all()  # old record: unknown
+    html = index.read_text()
+    section = html[html.index('<section id="datasets">'):html.index('<section id="cells-section">')]
+    for row in (('<td>embedded</td><td>test</td><td>official</td><td>decode</td><td class="num">32</td>'
+                 '<td class="num">2</td><td><code>a.png</code> <code>&lt;b&gt;.png</code></td><td class="num">3</td>'
+                 '<td>L-&gt;RGB: 3</td><td class="num">4</td>'),
+                ('<td>embedded</td><td>train</td><td>official</td><td>decode</td><td class="num">32</td>'
+                 '<td class="num">1</td><td><code>c.png</code></td><td class="num">0</td><td>&ndash;</td>'
+                 '<td class="num">4</td>'),
+                ('<td>koniq10k</td><td>test</td><td>pyiqa</td><td>header</td><td class="num">64</td>'
+                 '<td class="num">4</td><td><code>d.png</code></td><td class="num">1</td><td>P-&gt;RGB: 1</td>'
+                 '<td class="num">4</td>')):
+        assert row in section, row
+    assert "<td>koniq10k</td><td>train</td>" not in section  # the old record does not say
+
+
+# ----------------------------------------------------------------------------- the claim's roles come from the data
+# what bench/matrices/quick.toml's [claim] table records in every cell (bench.matrix, bench.executor)
+QUICK_CLAIM = {"method": ["ortho+act+prune"], "rivals": ["none", "adv-train"], "reference": "none",
+               "labels": {"none": "no defense", "adv-train": "adversarial training"}, "suite": "standard-v1"}
+# small_records()' cnniqa section under today's roles: the README's sentence, word for word
+TODAYS_SENTENCE = (
+    "cnniqa on embedded, at eps 8/255 against the worst attack: the full method (ortho+act+prune) has abs gain "
+    "0.360 [0.330, 0.400]; no defense (none) 0.318 [0.288, 0.358]: the full method's gain is not below none's, and "
+    "the 95% intervals overlap, so these data do not separate them; adversarial training (adv-train) 0.438 "
+    "[0.408, 0.478]: the full method's gain is below adv-train's, and the 95% intervals do not overlap. "
+    "Its clean SROCC is within 0.05 of none's (+0.020).")
+
+
+def renamed(rec: dict, name: str) -> dict:
+    """The same cell, numbers and kind under another defense name."""
+    import copy
+
+    rec = copy.deepcopy(rec)
+    rec["cell"]["defense"] = rec["meta"]["defense"]["name"] = name
+    rec["meta"]["defense"]["description"] = f"{name} described"
+    rec["key"] = digest(rec["cell"])
+    return rec
+
+
+def claim_records(claim: dict | None, methods: tuple[str, ...] = ("ortho+act+prune",)) -> list[dict]:
+    """small_records() with the full method's cells under each name of `methods`, every
+    record carrying `claim` as the runner records a matrix's [claim] table."""
+    recs = []
+    for r in small_records():
+        for rec in [renamed(r, m) for m in methods] if r["cell"]["defense"] == "ortho+act+prune" else [r]:
+            if claim is not None:
+                rec["provenance"]["claim"] = claim
+            recs.append(rec)
+    return recs
+
+
+def claim_frame(results: Path):
+    from bench.leaderboard.tables import prepare
+    from bench.store import records_frame
+
+    return prepare(records_frame(list(ResultsStore(results).records())))
+
+
+def test_todays_roles_from_the_records_give_todays_sentence(tmp_path: Path) -> None:
+    from bench.leaderboard import claim
+
+    results = build_store(tmp_path / "results", claim_records(QUICK_CLAIM), examples=False)
+    groups = claim.tables(claim_frame(results))
+    assert [(g["method"], g["model"]) for g in groups] == [("ortho+act+prune", "cnniqa"), ("ortho+act+prune", "dbcnn")]
+    assert groups[0]["sentence"] == TODAYS_SENTENCE
+    assert [r["defense"] for r in groups[0]["rows"]] == ["none", "ortho+act+prune", "adv-train", "jpeg"]
+    text = claim.markdown(claim_frame(results))
+    assert text.splitlines()[2] == "### cnniqa on embedded"  # one method: today's headings
+    assert "Roles from the \\[claim\\] table the results record (matrix quick): method ortho+act+prune against " \
+           "none, adv-train; clean-loss reference none; ranked suite standard-v1." in text
+
+
+def test_a_renamed_method_gets_its_own_claim_section(tmp_path: Path) -> None:
+    """Renaming the defense (and the [claim] table with it) keeps the claim tested: the
+    same section under the new name, not "the claim is not tested"."""
+    from markupsafe import escape
+
+    from bench.leaderboard import claim
+
+    mine = dict(QUICK_CLAIM, method=["my-method"])
+    results = build_store(tmp_path / "results", claim_records(mine, ("my-method",)), examples=False)
+    groups = claim.tables(claim_frame(results))
+    assert [(g["method"], g["model"]) for g in groups] == [("my-method", "cnniqa"), ("my-method", "dbcnn")]
+    expected = TODAYS_SENTENCE.replace("ortho+act+prune", "my-method")
+    assert groups[0]["sentence"] == expected
+    assert [r["defense"] for r in groups[0]["rows"]] == ["none", "my-method", "adv-train", "jpeg"]
+    before = claim.markdown(claim_frame(build_store(tmp_path / "before", claim_records(QUICK_CLAIM), examples=False)))
+    assert claim.markdown(claim_frame(results)) == before.replace("ortho+act+prune", "my-method")
+    page = (render_site(results, tmp_path / "site").parent / "claim.html").read_text()
+    assert str(escape(expected)) in page and "ortho+act+prune" not in page
+    assert "method <code>my-method</code>" in page
+
+
+def test_two_methods_get_two_claim_sections(tmp_path: Path) -> None:
+    from markupsafe import escape
+
+    from bench.leaderboard import claim
+
+    both = dict(QUICK_CLAIM, method=["ortho+act+prune", "my-method"])
+    results = build_store(tmp_path / "results", claim_records(both, ("ortho+act+prune", "my-method")), examples=False)
+    groups = claim.tables(claim_frame(results))
+    assert [(g["method"], g["model"]) for g in groups] == [
+        ("ortho+act+prune", "cnniqa"), ("ortho+act+prune", "dbcnn"), ("my-method", "cnniqa"), ("my-method", "dbcnn")]
+    assert groups[0]["sentence"] == TODAYS_SENTENCE
+    assert groups[2]["sentence"] == TODAYS_SENTENCE.replace("ortho+act+prune", "my-method")
+    assert [r["defense"] for r in groups[2]["rows"]] == ["none", "my-method", "adv-train", "jpeg"]
+    text = claim.markdown(claim_frame(results))
+    assert [line for line in text.splitlines() if line.startswith("### ")] == [
+        "### ortho+act+prune: cnniqa on embedded", "### ortho+act+prune: dbcnn on embedded",
+        "### my-method: cnniqa on embedded", "### my-method: dbcnn on embedded"]
+    page = (render_site(results, tmp_path / "site").parent / "claim.html").read_text()
+    assert page.count('<section class="group">') == 4
+    for g in groups:
+        assert str(escape(g["sentence"])) in page
+    model_page = next((tmp_path / "site").glob("model-cnniqa-*.html")).read_text()
+    assert str(escape(TODAYS_SENTENCE)) in model_page  # a model's page says every method's sentence
+    assert str(escape(TODAYS_SENTENCE.replace("ortho+act+prune", "my-method"))) in model_page
+
+
+def test_without_claim_table_roles_come_from_defense_kinds_and_the_site_says_so(tmp_path: Path) -> None:
+    from bench.leaderboard import claim
+
+    results = build_store(tmp_path / "results", claim_records(None, ("my-method",)), examples=False)
+    groups = claim.tables(claim_frame(results))
+    # kind "architectural": a method; kind "none": the reference; kind "training": a rival
+    assert [(g["method"], g["model"]) for g in groups] == [("my-method", "cnniqa"), ("my-method", "dbcnn")]
+    assert groups[0]["sentence"] == TODAYS_SENTENCE.replace("ortho+act+prune", "my-method").replace(
+        "adversarial training (adv-train)", "training defense (adv-train)")
+    rule = ("No result records a [claim] table, so the roles come from the defenses' declared kinds: each defense of "
+            "kind architectural is a method (my-method), compared with the reference and the defenses of kind "
+            "training (none, adv-train); the clean-loss reference is the defense of kind none (none)")
+    assert rule.replace("[", "\\[").replace("]", "\\]") in claim.markdown(claim_frame(results))
+    page = (render_site(results, tmp_path / "site").parent / "claim.html").read_text()
+    assert rule.replace("'", "&#39;") in page
+
+
+def test_the_site_code_names_no_component_or_suite() -> None:
+    """The roles, the reference and the ranked suite come from the records: no registered
+    component's name (defense, model, attack, dataset) and no matrix's suite appears in
+    bench/leaderboard/ as a string literal of its Python or of its templates' Jinja code,
+    nor as an element's whole text (`<code>nt</code>`) in a template."""
+    import ast
+    import tomllib
+
+    from jinja2 import Environment
+
+    from bench.api import ATTACKS, DATASETS, DEFENSES, MODELS
+    from bench.plugins import load_plugins
+
+    load_plugins()
+    names: dict[str, str] = {}
+    for kind, registry in (("defense", DEFENSES), ("model", MODELS), ("attack", ATTACKS), ("dataset", DATASETS)):
+        for n in registry.names():
+            names.setdefault(n, kind)
+    for matrix in (ROOT / "bench" / "matrices").glob("*.toml"):
+        raw = tomllib.loads(matrix.read_text())
+        for suite in (raw.get("suite"), raw.get("claim", {}).get("suite")):
+            if suite:
+                names.setdefault(suite, f"suite of {matrix.name}")
+    assert {"none", "ortho+act+prune", "adv-train", "nt", "standard-v1"} <= set(names)
+    site = ROOT / "bench" / "leaderboard"
+    found = []
+    for path in sorted(site.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+                found.append(f"{path.relative_to(ROOT)}:{node.lineno}: {node.value!r} ({names[node.value]})")
+    for path in sorted(site.rglob("*.j2")):
+        for lineno, token, value in Environment().lex(path.read_text()):
+            if token == "string" and ast.literal_eval(value) in names:
+                found.append(f"{path.relative_to(ROOT)}:{lineno}: {value} ({names[ast.literal_eval(value)]})")
+            if token == "data":
+                for m in re.finditer(r">\s*([^<>\s]+)\s*<", value):
+                    if m.group(1) in names:
+                        found.append(f"{path.relative_to(ROOT)}:{lineno}: >{m.group(1)}< ({names[m.group(1)]})")
+    assert not found, "the site's code names components or suites; take them from the records:\n" + "\n".join(found)

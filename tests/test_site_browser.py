@@ -166,3 +166,136 @@ def test_site_in_browser(browser, tmp_path: Path) -> None:
     assert not errors, errors
     assert not foreign, foreign
     page.close()
+
+
+def data_v(page, table: str, col: str) -> list[float | None]:
+    """The numbers (data-v) of one column of a server-rendered table, in row order; None
+    where a cell has no number."""
+    return page.evaluate(
+        """([table, col]) => {
+            const t = document.getElementById(table);
+            const i = Array.from(t.tHead.rows[0].cells).findIndex((th) => th.dataset.col === col);
+            return Array.from(t.tBodies[0].rows).filter((r) => !r.hidden)
+                .map((r) => r.cells[i].dataset.v === undefined ? null : Number(r.cells[i].dataset.v));
+        }""",
+        [table, col],
+    )
+
+
+def _ordered(values: list[float | None], descending: bool = False) -> bool:
+    """Numbers in order, missing ones (None) after all of them, as site.js sorts."""
+    nums = [v for v in values if v is not None]
+    return nums == sorted(nums, reverse=descending) and values == nums + [None] * (len(values) - len(nums))
+
+
+def test_compare_and_model_pages_sort_in_browser(browser, tmp_path: Path) -> None:
+    """The claim page and each model page: every comparison table sorts by a clicked
+    header, numerically, up then down, missing values last. (These pages have no filters
+    and at most a few rows a table: nothing to page.)"""
+    index = render_site(build_store(tmp_path / "results", small_records()), tmp_path / "site")
+    errors: list[str] = []
+    foreign: list[str] = []
+    pages = [index.parent / "claim.html", *sorted(index.parent.glob("model-*.html"))]
+    assert len(pages) == 3  # claim, cnniqa, dbcnn
+    sorted_tables = 0
+    for html in pages:
+        page = watched(browser, html.name, errors, foreign, viewport={"width": 1600, "height": 1000})
+        page.goto(html.as_uri())
+        page.wait_for_load_state("load")
+        assert page.locator("select[data-filter]").count() == 0
+        ids = page.evaluate("Array.from(document.querySelectorAll('table.sortable'), (t) => t.id)")
+        assert ids and all(i.startswith("compare-") for i in ids), (html.name, ids)
+        for table in ids:
+            rows = page.locator(f"#{table} tbody tr")
+            n = rows.count()
+            defenses = sorted(page.evaluate(f"Array.from(document.querySelectorAll('#{table} tbody tr'), "
+                                            "(r) => r.cells[0].textContent)"))
+            for col in ("srocc_clean", "abs_gain@8"):
+                header = page.locator(f'#{table} th[data-col="{col}"]')
+                if header.count() == 0:
+                    continue
+                before = data_v(page, table, col)
+                header.locator("button").click()
+                assert header.get_attribute("aria-sort") == "ascending"
+                up = data_v(page, table, col)
+                assert _ordered(up) and sorted(up, key=lambda v: (v is None, v or 0)) == up
+                assert sorted(x for x in up if x is not None) == sorted(x for x in before if x is not None)
+                header.locator("button").click()
+                assert header.get_attribute("aria-sort") == "descending"
+                down = data_v(page, table, col)
+                assert _ordered(down, descending=True)
+                # the other headers are unsorted again; no row lost or doubled
+                assert page.locator(f'#{table} th[aria-sort="ascending"]').count() == 0
+                assert rows.count() == n
+                assert sorted(page.evaluate(f"Array.from(document.querySelectorAll('#{table} tbody tr'), "
+                                            "(r) => r.cells[0].textContent)")) == defenses
+                if len([v for v in up if v is not None]) > 1:
+                    assert up != down
+                    sorted_tables += 1
+        page.close()
+    assert sorted_tables >= 3
+    assert not errors, errors
+    assert not foreign, foreign
+
+
+def test_defense_page_sorts_filters_and_pages_in_browser(browser, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A defense with 1,010 cells: its cells table attaches the first 1,000 (site.js's
+    PAGE), says so, and shows all on request; sorting orders all rows, not only those
+    shown; filters cut the rows and the count follows."""
+    from test_site import make_record
+
+    eps = [k / 4 for k in range(1, 102)]  # 0.25 ... 25.25: 101 budgets, numbers that sort unlike text
+    recs = [make_record(m, "jpeg", a, e) for m in ("cnniqa", "dbcnn") for a in ("fgsm", "pgd", "apgd", "square",
+                                                                                   "ifgsm") for e in eps]
+    assert len(recs) == 1010
+    with monkeypatch.context() as m:
+        m.setattr(os, "fsync", lambda fd: None)  # durability is not under test: write fast
+        index = render_site(build_store(tmp_path / "results", recs, examples=False), tmp_path / "site")
+    gains = sorted(r["metrics"]["abs_gain"] for r in recs)
+    errors: list[str] = []
+    foreign: list[str] = []
+    page = watched(browser, "defense-jpeg", errors, foreign, viewport={"width": 1600, "height": 1000})
+    (html,) = index.parent.glob("defense-jpeg*.html")
+    page.goto(html.as_uri())
+    page.wait_for_selector("#cells tbody tr")
+    count = page.locator('[data-count-for="cells"]')
+
+    # the first page: 1,000 rows attached, the count says so and offers the rest
+    assert len(column(page, "cells", "model")) == 1000
+    assert count.text_content() == "Showing 1000 of 1010 matching rows (1010 in all). show all (slow for many rows)"
+
+    # sorting orders every row: the 1,000 shown are the 1,000 smallest gains
+    gain = page.locator('#cells th[data-col="abs_gain"]')
+    gain.locator("button").click()
+    assert gain.get_attribute("aria-sort") == "ascending"
+    assert column(page, "cells", "abs_gain") == [f"{g:.3f}" for g in gains[:1000]]
+    gain.locator("button").click()
+    assert column(page, "cells", "abs_gain") == [f"{g:.3f}" for g in gains[::-1][:1000]]
+
+    # numbers sort as numbers (25.25 > 3 > 2.5), not as text
+    page.locator('#cells th[data-col="eps"] button').click()
+    shown = [float(v) for v in column(page, "cells", "eps")]
+    assert shown[:10] == [0.25] * 10 and shown == sorted(shown) and shown[-1] == 25.0  # 1,000 of 1,010 rows
+
+    # page forward: all rows
+    count.locator("button").click()
+    shown = [float(v) for v in column(page, "cells", "eps")]
+    assert len(shown) == 1010 and shown == sorted(shown) and shown[-10:] == [25.25] * 10
+    assert count.text_content() == "1010 rows."
+
+    # filters: one model, then one budget of it; the count follows
+    page.select_option('select[data-filter="model"]', "dbcnn")
+    assert set(column(page, "cells", "model")) == {"dbcnn"} and len(column(page, "cells", "model")) == 505
+    assert count.text_content() == "Showing 505 of 505 matching rows (1010 in all). "
+    page.select_option('select[data-filter="eps"]', "2.5")
+    assert column(page, "cells", "eps") == ["2.5"] * 5
+    assert sorted(column(page, "cells", "attack")) == ["apgd", "fgsm", "ifgsm", "pgd", "square"]
+    assert count.text_content() == "Showing 5 of 5 matching rows (1010 in all). "
+    page.select_option('select[data-filter="attack"]', "pgd")
+    assert column(page, "cells", "attack") == ["pgd"]
+    page.click("button[type=reset]")
+    expect(page.locator("#cells tbody tr:not([hidden])")).to_have_count(1010)  # "show all" still holds
+    assert not errors, errors
+    assert not foreign, foreign
+    page.close()

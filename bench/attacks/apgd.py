@@ -16,11 +16,9 @@ Arguments: steps=20, n_restarts=1, rho=0.75 (the oscillation threshold at checkp
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from torch import Tensor
 
-from bench.api import Attack, AttackInfo, register_attack
+from bench.api import Attack, AttackInfo, Field, Params, register_attack
 from bench.attacks import _torchattacks
 
 
@@ -32,7 +30,12 @@ class APGD(Attack):
         reference="https://arxiv.org/abs/2003.01690",
         description="Auto-PGD: momentum steps, step size halved at checkpoints; best point by score kept.",
     )
-    defaults: ClassVar[dict[str, Any]] = {"steps": 20, "n_restarts": 1, "rho": 0.75}
+
+    class Params(Params):
+        steps: int = Field(20, ge=1, description="iterations of each run")
+        n_restarts: int = Field(1, ge=1, description="runs from fresh random starts; the best point is kept")
+        rho: float = Field(0.75, gt=0, lt=1,
+                           description="share of improving steps below which a checkpoint halves the step")
 
     def perturb(self, objective, x: Tensor, eps: float) -> Tensor:
         import torchattacks

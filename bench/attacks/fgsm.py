@@ -21,7 +21,6 @@ class FGSM(Attack):
         reference="https://arxiv.org/abs/1412.6572",
         description="Fast gradient sign method: one signed-gradient step of size eps.",
     )
-    defaults: dict = {}
 
     def perturb(self, objective, x: Tensor, eps: float) -> Tensor:
         import torchattacks

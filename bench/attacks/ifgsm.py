@@ -10,11 +10,9 @@ Arguments: steps=10, alpha=1.0 (/255): the MSU benchmark's defaults.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from torch import Tensor
 
-from bench.api import Attack, AttackInfo, register_attack
+from bench.api import Attack, AttackInfo, Field, Params, register_attack
 from bench.attacks import _torchattacks
 
 
@@ -26,7 +24,10 @@ class IFGSM(Attack):
         reference="https://arxiv.org/abs/1607.02533",
         description="Iterative FGSM (BIM): signed-gradient steps from the clean image, clipped to the ball.",
     )
-    defaults: ClassVar[dict[str, Any]] = {"steps": 10, "alpha": 1.0}
+
+    class Params(Params):
+        steps: int = Field(10, ge=1, description="signed-gradient steps")
+        alpha: float = Field(1.0, gt=0, description="step size, /255 units")
 
     def perturb(self, objective, x: Tensor, eps: float) -> Tensor:
         import torchattacks

@@ -22,13 +22,11 @@ on 0..255 images, i.e. the same units).
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.api import Attack, AttackInfo, register_attack
+from bench.api import Attack, AttackInfo, Field, Params, register_attack
 from bench.attacks._common import BestPoint
 
 _SOBEL = torch.tensor([[-1.0, -2.0, -1.0], [0.0, 0.0, 0.0], [1.0, 2.0, 1.0]]) / 8
@@ -59,7 +57,10 @@ class Korhonen(Attack):
         reference="https://github.com/jarikorhonen/adversarial-iqa",
         description="Adam steps masked by a Sobel spatial-activity map (perturbs textured regions).",
     )
-    defaults: ClassVar[dict[str, Any]] = {"steps": 20, "lr": 1.0}
+
+    class Params(Params):
+        steps: int = Field(20, ge=1, description="Adam steps")
+        lr: float = Field(1.0, gt=0, description="Adam learning rate, /255 units")
 
     def perturb(self, objective, x: Tensor, eps: float) -> Tensor:
         mask = spatial_activity(x)

@@ -13,11 +13,9 @@ Arguments: steps=10, alpha=1.0 (/255), decay=1.0.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 from torch import Tensor
 
-from bench.api import Attack, AttackInfo, register_attack
+from bench.api import Attack, AttackInfo, Field, Params, register_attack
 from bench.attacks import _torchattacks
 
 
@@ -29,7 +27,11 @@ class MIFGSM(Attack):
         reference="https://arxiv.org/abs/1710.06081",
         description="Momentum iterative FGSM: signed steps along an accumulated, normalised gradient.",
     )
-    defaults: ClassVar[dict[str, Any]] = {"steps": 10, "alpha": 1.0, "decay": 1.0}
+
+    class Params(Params):
+        steps: int = Field(10, ge=1, description="signed-gradient steps")
+        alpha: float = Field(1.0, gt=0, description="step size, /255 units")
+        decay: float = Field(1.0, ge=0, description="momentum factor on the accumulated gradient")
 
     def perturb(self, objective, x: Tensor, eps: float) -> Tensor:
         import torchattacks

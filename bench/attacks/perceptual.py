@@ -22,12 +22,10 @@ Arguments: steps=20, alpha=1.0 (/255), ssim_bound=0.95, backtracks=4.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import torch
 from torch import Tensor
 
-from bench.api import Attack, AttackInfo, register_attack
+from bench.api import Attack, AttackInfo, Field, Params, register_attack
 from bench.attacks._common import BestPoint, project
 
 _SSIM: dict[str, object] = {}
@@ -50,9 +48,15 @@ class PerceptualBound(Attack):
         name="perceptual",
         norm="Linf",
         reference="https://arxiv.org/abs/2210.00933",
-        description="Signed-gradient ascent that keeps SSIM to the clean image above a bound (default 0.95).",
+        description="Signed-gradient ascent that keeps SSIM to the clean image above a bound.",
     )
-    defaults: ClassVar[dict[str, Any]] = {"steps": 20, "alpha": 1.0, "ssim_bound": 0.95, "backtracks": 4}
+
+    class Params(Params):
+        steps: int = Field(20, ge=1, description="signed-gradient steps")
+        alpha: float = Field(1.0, gt=0, description="step size, /255 units")
+        ssim_bound: float = Field(0.95, gt=0, le=1,
+                                  description="least SSIM to the clean image an attacked image may have")
+        backtracks: int = Field(4, ge=0, description="halvings of a step tried before it is dropped")
 
     def perturb(self, objective, x: Tensor, eps: float) -> Tensor:
         p = self.params

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
-from bench.api import Attack, AttackInfo, register_attack
+from bench.api import Attack, AttackInfo, Field, Params, register_attack
 from bench.attacks import _torchattacks
 
 
@@ -24,7 +24,11 @@ class PGD(Attack):
         reference="https://arxiv.org/abs/1706.06083",
         description="Projected gradient descent with a random start.",
     )
-    defaults = {"steps": 10, "alpha": 1.0, "random_start": True}
+
+    class Params(Params):
+        steps: int = Field(10, ge=1, description="signed-gradient steps")
+        alpha: float = Field(1.0, gt=0, description="step size, /255 units")
+        random_start: bool = Field(True, description="start from a uniform random point of the eps-ball")
 
     def perturb(self, objective, x: Tensor, eps: float) -> Tensor:
         import torchattacks

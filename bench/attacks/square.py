@@ -22,12 +22,10 @@ Arguments: n_queries=300 (model evaluations per image), p_init=0.8.
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import torch
 from torch import Tensor
 
-from bench.api import Attack, AttackInfo, register_attack
+from bench.api import Attack, AttackInfo, Field, Params, register_attack
 from bench.attacks import _torchattacks
 
 
@@ -40,7 +38,11 @@ class Square(Attack):
         reference="https://arxiv.org/abs/1912.00049",
         description="Square attack: score-based random search over square patches (black-box).",
     )
-    defaults: ClassVar[dict[str, Any]] = {"n_queries": 300, "p_init": 0.8}
+
+    class Params(Params):
+        n_queries: int = Field(300, ge=1, description="model evaluations per image")
+        p_init: float = Field(0.8, gt=0, le=1,
+                              description="share of the image the first squares cover (it shrinks with queries)")
 
     @torch.no_grad()
     def perturb(self, objective, x: Tensor, eps: float) -> Tensor:

@@ -21,12 +21,10 @@ Arguments: epochs=5, batch_size=16, lr=0.05 (Adam, pattern units), max_images=25
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
-
 import torch
 from torch import Tensor
 
-from bench.api import Attack, AttackInfo, register_attack
+from bench.api import Attack, AttackInfo, Field, Params, register_attack
 
 
 def tile_to(pattern: Tensor, h: int, w: int) -> Tensor:
@@ -44,7 +42,12 @@ class UAP(Attack):
         reference="https://arxiv.org/abs/2211.00366",
         description="Universal perturbation trained on the train split (Adam), added to every test image.",
     )
-    defaults: ClassVar[dict[str, Any]] = {"epochs": 5, "batch_size": 16, "lr": 0.05, "max_images": 256}
+
+    class Params(Params):
+        epochs: int = Field(5, ge=1, description="passes over the train images")
+        batch_size: int = Field(16, ge=1, description="train images per Adam step")
+        lr: float = Field(0.05, gt=0, description="Adam learning rate, in units of the pattern (its L-inf norm is 1)")
+        max_images: int = Field(256, ge=1, description="train images used at most (a random subset)")
 
     def __init__(self, **params) -> None:
         super().__init__(**params)

@@ -14,9 +14,7 @@ import json
 import os
 from pathlib import Path
 
-from bench.images import ImageError, check_image
-from bench.store import atomic_write
-from bench.weights import cache_dir
+from bench.api import ImageError, atomic_write, cache_dir, check_image, progress
 
 VERSION = 1
 
@@ -38,7 +36,7 @@ def check_files(paths: list[str], decode: bool, dataset: str, root: Path) -> lis
     except (OSError, ValueError):
         known = {}
     out: list[str | ImageError | None] = []
-    changed = False
+    todo: list[tuple[int, str, list[int] | None]] = []  # (index in out, path, stamp) to decode now
     for p in paths:
         try:
             st = os.stat(p)
@@ -47,16 +45,26 @@ def check_files(paths: list[str], decode: bool, dataset: str, root: Path) -> lis
             stamp = None
         hit = known.get(p)
         if stamp is not None and hit is not None and hit[:2] == stamp:
-            res = hit[2]
+            out.append(_result(hit[2]))
         else:
-            r = _check(p, True)
-            res = f"!{r}" if isinstance(r, ImageError) else r
-            if stamp is not None:
-                known[p], changed = [*stamp, res], True
-        out.append(ImageError(res[1:]) if isinstance(res, str) and res.startswith("!") else res)
+            out.append(None)
+            todo.append((len(out) - 1, p, stamp))
+    changed = False
+    # only the files decoded now are counted: a set whose results are all cached shows no bar
+    for i, p, stamp in progress(todo, desc=f"{dataset}: decoding images", unit="img"):
+        r = _check(p, True)
+        res = f"!{r}" if isinstance(r, ImageError) else r
+        if stamp is not None:
+            known[p], changed = [*stamp, res], True
+        out[i] = _result(res)
     if changed:
         _write(cache, {f"v{VERSION}": known})
     return out
+
+
+def _result(res: str | None) -> str | ImageError | None:
+    """A cached result back to what `check_files` returns ("!why" marks an unusable file)."""
+    return ImageError(res[1:]) if isinstance(res, str) and res.startswith("!") else res
 
 
 def _check(path: str, decode: bool) -> str | ImageError | None:

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.api import DatasetInfo, register_dataset
-from bench.datasets.files import (
+from bench.api import (
+    DatasetInfo,
     FileDataset,
     FileIndex,
     Layout,
@@ -34,6 +34,7 @@ from bench.datasets.files import (
     pyiqa_fr,
     read_csv,
     read_excel,
+    register_dataset,
     table,
 )
 
@@ -64,10 +65,10 @@ def read_xlsx(root: Path) -> pd.DataFrame:
         raise ScoreFileError(f"dataset 'csiq': '{path}' names unknown distortion type(s) {unknown} "
                              f"(known: {sorted(TYPE_TOKEN)})")
     image = df["image"].str.strip()
-    level = numbers(df["dst_lev"], path, "csiq", what="level", first_line=h + 2).astype(int)
+    level = numbers(df["dst_lev"], path, "csiq", what="level", lines=df.index + 1).astype(int)
     tokens = df["dst_type"].str.strip().str.lower().map(TYPE_TOKEN)
     names = [f"{i}.{t}.{lev}.png" for i, t, lev in zip(image, tokens, level, strict=True)]
-    mos = numbers(df["dmos"], path, "csiq", first_line=h + 2)
+    mos = numbers(df["dmos"], path, "csiq", lines=df.index + 1)  # the sheet's own row numbers
     return _images(root, names, [f"{i}.png" for i in image], mos, path)
 
 

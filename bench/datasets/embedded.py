@@ -48,22 +48,30 @@ import io
 import json
 import logging
 import time
-import warnings
 import zipfile
 import zlib
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
-from bench.api import DatasetInfo, IQADataset, IQASplit, register_dataset
-from bench.datasets.sampling import stratified as _stratified
-from bench.store import atomic_write
-from bench.weights import cache_dir
+from bench.api import (
+    DatasetInfo,
+    Field,
+    IQADataset,
+    IQASplit,
+    Params,
+    atomic_write,
+    cache_dir,
+    progress,
+    register_dataset,
+    warn,
+)
+from bench.api import stratified as _stratified
 
 log = logging.getLogger(__name__)
 
@@ -157,8 +165,7 @@ def load_references(size: int) -> tuple[list[str], np.ndarray, list[dict[str, st
             img = load()
             images.append(_square(np.asarray(img), size))
         except Exception as e:  # noqa: BLE001 - a missing file, a pooch-only dataset: skip it
-            warnings.warn(f"embedded dataset: skipping source '{name}' ({package}): {type(e).__name__}: {e}",
-                          stacklevel=2)
+            warn(f"embedded dataset: skipping source '{name}' ({package}): {type(e).__name__}: {e}")
             continue
         names.append(name)
         sources.append({"name": name, "package": package, "version": _version(package)})
@@ -304,6 +311,8 @@ def _torch_threads(n: int) -> Iterator[None]:
 
 def pseudo_mos(dist: np.ndarray, ref: np.ndarray, batch: int = 32) -> np.ndarray:
     """Pseudo-MOS (0..100, higher better) of uint8 (N, H, W, 3) images against their refs."""
+    # shown before pyiqa is imported (~3 s), so that no silent gap follows the distortions
+    bar = progress(total=len(dist), desc="embedded: building pseudo-MOS", unit="img")
     import pyiqa  # lazily: it is slow to import and only the build needs it
 
     def t(a: np.ndarray) -> torch.Tensor:
@@ -322,11 +331,12 @@ def pseudo_mos(dist: np.ndarray, ref: np.ndarray, batch: int = 32) -> np.ndarray
     }
     metrics["ssim"] = ssim32
     raw: dict[str, list[np.ndarray]] = {n: [] for n in metrics}
-    with torch.no_grad():
+    with torch.no_grad(), bar:
         for i in range(0, len(dist), batch):
             d, r = t(dist[i:i + batch]), t(ref[i:i + batch])
             for n, m in metrics.items():
                 raw[n].append(m(d, r).double().reshape(-1).numpy())
+            bar.update(len(d))
     s = {n: np.concatenate(v) for n, v in raw.items()}
     q = (np.clip((s["fsim"] - 0.5) / 0.5, 0, 1) + np.clip(s["ssim"], 0, 1)
          + np.clip(s["vif"], 0, 1) + np.clip(1 - s["gmsd"] / 0.35, 0, 1)) / 4
@@ -360,7 +370,8 @@ def build(size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     start = time.perf_counter()
     ref_names, ref_imgs, sources = load_references(size)
     images, names, refs, types, levels, ref_idx = [], [], [], [], [], []
-    for i, (rname, rimg) in enumerate(zip(ref_names, ref_imgs, strict=True)):
+    pairs = progress(list(zip(ref_names, ref_imgs, strict=True)), desc="embedded: distorting references", unit="ref")
+    for i, (rname, rimg) in enumerate(pairs):
         images.append(rimg)
         names.append(f"{rname}__reference")
         refs.append(rname), types.append("reference"), levels.append(0), ref_idx.append(i)
@@ -445,15 +456,17 @@ class EmbeddedDataset(IQADataset):
                     "pseudo-MOS = mean of 4 normalized full-reference metrics, 0..100",
         version=VERSION,
     )
-    defaults: ClassVar[dict[str, Any]] = {"size": 96, "n_images": None, "test_fraction": 0.3}
+
+    class Params(Params):
+        size: int = Field(96, ge=MIN_SIZE, description="side of the square images, px (built once per size and "
+                          "cached)")
+        n_images: int | None = Field(None, ge=1, description="thin the test side to this many images, one per "
+                                     "equal-count pseudo-MOS stratum (None: all)")
+        test_fraction: float = Field(0.3, gt=0, lt=1, description="share of reference photos on the test side, "
+                                     "drawn with the seed")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        n, f = self.params["n_images"], self.params["test_fraction"]
-        if n is not None and (not isinstance(n, int) or isinstance(n, bool) or n < 1):
-            raise ValueError(f"embedded dataset: n_images must be a positive int or None, got {n!r}")
-        if not 0 < f < 1:
-            raise ValueError(f"embedded dataset: test_fraction must be in (0, 1), got {f!r}")
         self._data: tuple[dict[str, np.ndarray], dict[str, Any]] | None = None
 
     def _loaded(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:

@@ -20,8 +20,8 @@ reduced JPEG scale, which catches truncated files (results are cached, see
 `bench.datasets.checks`); `"header"` only opens
 headers (catches non-images and tiny images, not truncation; a truncated file then fails
 with an error naming it when it is first read). Files that fail are skipped with a
-warning and counted in the split's notes (`skipped`, `skipped_files`); files that are not
-8-bit RGB are counted by conversion (`converted`, e.g. {"L->RGB": 3}), read from the
+warning (one line per split, on stderr) and counted in the split's notes (`skipped`,
+`skipped_files`), which every record keeps for both splits; files that are not 8-bit RGB are counted by conversion (`converted`, e.g. {"L->RGB": 3}), read from the
 header, and converted on load as `bench.images.load_image` documents. A stratified
 `n_images` sample that loses a file this way is one image short, not refilled.
 """
@@ -29,22 +29,30 @@ header, and converted on load as `bench.images.load_image` documents. A stratifi
 from __future__ import annotations
 
 import os
-import warnings
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 import numpy as np
 import pandas as pd
 import torch
 
-from bench.api import IQADataset, IQASplit
+from bench.api import (
+    MIN_SIDE,
+    BenchError,
+    Field,
+    ImageError,
+    IQADataset,
+    IQASplit,
+    LazyImages,
+    Params,
+    quoted,
+    warn,
+)
 from bench.datasets.checks import check_files
-from bench.datasets.roots import DataRootError, env_var, find_root
+from bench.datasets.roots import CONFIG_NAME, DataRootError, env_var, find_root
 from bench.datasets.sampling import split_groups, stratified
-from bench.errors import BenchError
-from bench.images import MIN_SIDE, ImageError, LazyImages
 
 VERIFY_MODES = ("decode", "header")
 
@@ -77,25 +85,31 @@ def present(root: Path, need: str) -> Path:
 
 
 # ----------------------------------------------------------------------------- reading score files
+# Only an empty field is missing: "n/a", "NaN" or "-" stay the text they are, so that a
+# score that is not a number is reported as it is written in the file (pandas' default
+# list would turn them into NaN before anyone could say what was there).
+ONLY_EMPTY_IS_MISSING = {"keep_default_na": False, "na_values": [""]}
+
+
 def read_csv(path: Path, dataset: str, columns: Iterable[str] = (), **kw: Any) -> pd.DataFrame:
     """pandas.read_csv, with a bad or incomplete file reported by dataset and path."""
     try:
-        df = pd.read_csv(path, **kw)
+        df = pd.read_csv(path, **{**ONLY_EMPTY_IS_MISSING, **kw})
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
         raise ScoreFileError(f"dataset '{dataset}': score file '{path}' cannot be read ({type(e).__name__}: "
-                             f"{e}); replace it with the file from the official release") from None
+                             f"{str(e).strip()}); replace it with the file from the official release") from None
     return require_columns(df, columns, path, dataset)
 
 
 def read_excel(path: Path, dataset: str, columns: Iterable[str] = (), **kw: Any) -> pd.DataFrame:
     """pandas.read_excel (openpyxl), with errors reported like read_csv's."""
     try:
-        df = pd.read_excel(path, engine="openpyxl", **kw)
+        df = pd.read_excel(path, engine="openpyxl", **{**ONLY_EMPTY_IS_MISSING, **kw})
     except ImportError:
         raise ScoreFileError(f"dataset '{dataset}': reading '{path}' needs openpyxl: pip install openpyxl") from None
     except (OSError, ValueError, KeyError, Exception) as e:  # noqa: BLE001 - openpyxl raises many kinds
         raise ScoreFileError(f"dataset '{dataset}': spreadsheet '{path}' cannot be read ({type(e).__name__}: "
-                             f"{e}); replace it with the file from the official release") from None
+                             f"{str(e).strip()}); replace it with the file from the official release") from None
     return require_columns(df, columns, path, dataset)
 
 
@@ -123,40 +137,69 @@ def require_columns(df: pd.DataFrame, columns: Iterable[str], path: Path, datase
     return df
 
 
-def numbers(values: Any, path: Path, dataset: str, what: str = "score", first_line: int = 2) -> np.ndarray:
-    """Scores as float64; the first entry that is not a number is named by its line."""
+def numbers(values: Any, path: Path, dataset: str, what: str = "score", first_line: int = 2,
+            lines: Iterable[int] | None = None) -> np.ndarray:
+    """Scores as float64. The first entry that is not a finite number is reported with
+    the text found there and where: its line (text files), row (spreadsheets) or entry
+    (MATLAB files), counted from `first_line` or given per entry in `lines`."""
     s = pd.Series(np.asarray(values).ravel())
     out = pd.to_numeric(s, errors="coerce")
     bad = np.flatnonzero(out.isna().to_numpy() | ~np.isfinite(out.to_numpy(dtype=float, na_value=np.nan)))
     if len(bad):
         i = int(bad[0])
-        raise ScoreFileError(f"dataset '{dataset}': {what} {s.iloc[i]!r} at line {i + first_line} of '{path}' "
-                             f"is not a number ({len(bad)} such entries); fix or re-download the file")
+        suffix = Path(path).suffix.lower()
+        unit = "entry" if suffix == ".mat" else "row" if suffix in (".xlsx", ".xls") else "line"
+        where = list(lines)[i] if lines is not None else i + first_line
+        n = f"{len(bad)} such entr{'y' if len(bad) == 1 else 'ies'}"
+        raise ScoreFileError(f"dataset '{dataset}': {what} at {unit} {where} of '{path}' is not a number: found "
+                             f"{_found(s.iloc[i], suffix == '.mat')} ({n}); fix the file or re-download it")
     return out.to_numpy(dtype=np.float64)
+
+
+def _found(value: Any, binary: bool) -> str:
+    """What a score file holds where a number should be, as its user would recognise it:
+    the text quoted; in a text file or spreadsheet a missing value is an empty field; a
+    MATLAB file holds numbers, so there it is NaN or inf as stored."""
+    if isinstance(value, str):
+        return quoted(value) if value.strip() else f"{quoted(value)} (blank)"
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        return quoted(value)
+    if np.isnan(number):
+        return "NaN" if binary else "an empty field"
+    return str(number)
 
 
 # ----------------------------------------------------------------------------- finding the images
 class FileIndex:
     """The files under a folder, found by their relative path or, failing that, their
     base name, both case-insensitively (TID2013 lists `i01_01_1.bmp` for `I01_01_1.BMP`;
-    PIPAL's distorted images sit in several `Distortion_*` folders). One listing, no stat
+    PIPAL's distorted images sit in several `Distortion_*` folders). By base name only
+    where the folders the name lists do not contradict the file's: LIVE's `jpeg/img5.bmp`
+    is never `jp2k/img5.bmp`, even when it is the only img5.bmp left. One listing, no stat
     per file."""
 
     def __init__(self, folders: Iterable[Path], recursive: bool = False) -> None:
         self.folders = list(folders)
         self._by_rel: dict[str, str] = {}
-        self._by_base: dict[str, str] = {}
+        self._by_base: dict[str, str] = {}  # base name -> its relative path
         for folder in self.folders:
             for path in _walk(folder, recursive):
                 rel = os.path.relpath(path, folder).replace(os.sep, "/").lower()
                 self._by_rel.setdefault(rel, path)
                 base = rel.rsplit("/", 1)[-1]
                 # A base name found twice is ambiguous: only its full relative path finds it.
-                self._by_base[base] = "" if base in self._by_base else path
+                self._by_base[base] = "" if base in self._by_base else rel
 
     def get(self, name: str) -> str | None:
         key = name.replace("\\", "/").lower()
-        return self._by_rel.get(key) or self._by_base.get(key.rsplit("/", 1)[-1]) or None
+        if key in self._by_rel:
+            return self._by_rel[key]
+        rel = self._by_base.get(key.rsplit("/", 1)[-1])
+        if not rel or not (f"/{key}".endswith(f"/{rel}") or f"/{rel}".endswith(f"/{key}")):
+            return None
+        return self._by_rel[rel]
 
     def locate(self, names: Iterable[str], listed_in: Path, dataset: str) -> list[str]:
         """Paths of `names`; all absent ones are reported together, by name."""
@@ -205,22 +248,22 @@ class FileDataset(IQADataset):
 
     layouts: ClassVar[tuple[Layout, ...]] = ()
     by_image: ClassVar[bool] = False  # authentic distortions: every image is its own group
-    defaults: ClassVar[dict[str, Any]] = {"root": None, "size": 384, "test_fraction": 0.2, "n_images": None,
-                                          "n_train": None, "verify": "decode"}
+
+    class Params(Params):
+        root: str | None = Field(None, description="folder holding the dataset (None: from --data-root, "
+                                 "$BENCH_DATA_<NAME> or bench-data.toml; a root given here is part of the keys)")
+        size: int = Field(384, ge=MIN_SIDE, description="side of the square each image is resized (shorter side, "
+                          "Lanczos) and centre-cropped to, px")
+        test_fraction: float = Field(0.2, gt=0, lt=1, description="share of references (of images, for authentic "
+                                     "sets) on the test side, drawn with the seed")
+        n_images: int | None = Field(None, ge=1, description="thin the test side to this many images, one per "
+                                     "equal-count MOS stratum (None: all)")
+        n_train: int | None = Field(None, ge=1, description="thin the train side likewise (None: all)")
+        verify: Literal["decode", "header"] = Field("decode", description="check before use: decode every image "
+                                                    "once (cached), or read only headers")
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
-        p, name = self.params, self.info.name
-        for key in ("n_images", "n_train"):
-            v = p[key]
-            if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
-                raise DataRootError(f"dataset '{name}': {key} must be a positive int or None, got {v!r}")
-        if not isinstance(p["size"], int) or p["size"] < MIN_SIDE:
-            raise DataRootError(f"dataset '{name}': size must be an int of at least {MIN_SIDE} px, got {p['size']!r}")
-        if not 0 < p["test_fraction"] < 1:
-            raise DataRootError(f"dataset '{name}': test_fraction must be in (0, 1), got {p['test_fraction']!r}")
-        if p["verify"] not in VERIFY_MODES:
-            raise DataRootError(f"dataset '{name}': verify must be one of {VERIFY_MODES}, got {p['verify']!r}")
         self._table: pd.DataFrame | None = None
         self._root = Path()
         self.layout: Layout | None = None
@@ -238,12 +281,15 @@ class FileDataset(IQADataset):
         else:
             found, where = find_root(name)
             if found is None:
-                raise DataRootError(f"dataset '{name}': no root configured (looked at {where}); expected there: "
-                                    f"{self.expected()}; the dataset is published at {url}")
+                raise DataRootError(f"dataset '{name}': no root configured (looked at {where}); extract the "
+                                    f"dataset (published at {url}) into a folder holding {self.expected()} and give "
+                                    f"it with --data-root {name}=PATH, ${env_var(name)} or a line "
+                                    f"{name} = \"PATH\" in {CONFIG_NAME}")
             root = found
         if not root.is_dir():
-            raise DataRootError(f"dataset '{name}': root '{root}' (from {where}) is not a directory; expected there: "
-                                f"{self.expected()}; the dataset is published at {url}")
+            raise DataRootError(f"dataset '{name}': root '{root}' (from {where}) is not a directory; extract the "
+                                f"dataset (published at {url}) there so that it holds {self.expected()}, or give "
+                                f"the folder that does with --data-root {name}=PATH")
         return root
 
     def find_layout(self, root: Path) -> Layout:
@@ -297,21 +343,23 @@ class FileDataset(IQADataset):
             idx = np.flatnonzero(mask)
             if n is not None and n < len(idx):
                 idx = stratified(idx, mos[idx], n, seed + (0 if side == "test" else 1))
-            out.append(self._make_split(df, idx))
+            out.append(self._make_split(df, idx, side))
         return out[0], out[1]
 
-    def _make_split(self, df: pd.DataFrame, idx: np.ndarray) -> IQASplit:
-        keep, skipped, converted = [], [], {}
+    def _make_split(self, df: pd.DataFrame, idx: np.ndarray, side: str = "test") -> IQASplit:
+        keep, skipped, converted, why = [], [], {}, []
         paths = df["image"].iloc[idx].tolist()
         results = check_files(paths, self.params["verify"] == "decode", self.info.name, self._root)
         for i, res in zip(idx, results, strict=True):
             if isinstance(res, ImageError):
-                warnings.warn(f"dataset '{self.info.name}': skipped: {res}", stacklevel=3)
                 skipped.append(str(df["name"].iat[i]))
+                why.append(str(res))
                 continue
             if res:
                 converted[res] = converted.get(res, 0) + 1
             keep.append(int(i))
+        if skipped:
+            warn(skipped_line(self.info.name, side, why))
         rows = df.iloc[keep]
         notes: dict[str, Any] = {"dataset_layout": self.layout.name if self.layout else "?",
                                  "verify": self.params["verify"], "size": self.params["size"],
@@ -331,6 +379,15 @@ class FileDataset(IQADataset):
             raise DataRootError(f"dataset '{self.info.name}' has no reference images (mode {self.info.mode})")
         self.table()
         return LazyImages([self._ref_of[n] for n in split.names], self.params["size"])  # type: ignore[misc]
+
+
+def skipped_line(dataset: str, side: str, reasons: list[str], shown: int = 3) -> str:
+    """One warning for all the files a split lost: how many, and why for the first few
+    (a damaged download can lose thousands; one line each would bury everything else)."""
+    n = len(reasons)
+    more = f"; and {n - shown} more, listed in each record's data notes" if n > shown else ""
+    return (f"dataset '{dataset}': skipped {n} file{'s' if n != 1 else ''} of the {side} split "
+            f"({'; '.join(reasons[:shown])}{more})")
 
 
 # ----------------------------------------------------------------------------- pyiqa's layout

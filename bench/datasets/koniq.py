@@ -22,8 +22,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.api import DatasetInfo, register_dataset
-from bench.datasets.files import FileDataset, FileIndex, Layout, numbers, present, pyiqa_nr, read_csv, table
+from bench.api import (
+    DatasetInfo,
+    FileDataset,
+    FileIndex,
+    Layout,
+    numbers,
+    present,
+    pyiqa_nr,
+    read_csv,
+    register_dataset,
+    table,
+)
 
 SCORES = "koniq10k_scores_and_distributions.csv|koniq10k_scores_and_distributions/koniq10k_scores_and_distributions.csv"
 IMAGES = "1024x768/|512x384/"

@@ -25,8 +25,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.api import DatasetInfo, register_dataset
-from bench.datasets.files import FileDataset, FileIndex, Layout, ScoreFileError, numbers, pyiqa_fr, read_mat, table
+from bench.api import (
+    DatasetInfo,
+    FileDataset,
+    FileIndex,
+    Layout,
+    ScoreFileError,
+    numbers,
+    pyiqa_fr,
+    read_mat,
+    register_dataset,
+    table,
+)
 
 FOLDERS = (("jp2k", 227), ("jpeg", 233), ("wn", 174), ("gblur", 174), ("fastfading", 174))
 N_ENTRIES = sum(n for _, n in FOLDERS)  # 982
@@ -42,7 +52,7 @@ def read_official(root: Path) -> pd.DataFrame:
             raise ScoreFileError(f"dataset 'live': '{what}' has {len(arr)} entries, release 2 has {N_ENTRIES} "
                                  f"({', '.join(f'{f} {n}' for f, n in FOLDERS)}); it is not release 2's file")
     names = [f"{folder}/img{i}.bmp" for folder, n in FOLDERS for i in range(1, n + 1)]
-    mos = numbers(dmos, path, "live", what="dmos entry", first_line=1)
+    mos = numbers(dmos, path, "live", what="dmos", first_line=1)
     keep = np.flatnonzero(np.asarray(orgs) != 1)
     names = [names[i] for i in keep]
     refs = [f"refimgs/{refnames[i]}" for i in keep]

@@ -23,8 +23,18 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bench.api import DatasetInfo, register_dataset
-from bench.datasets.files import FileDataset, FileIndex, Layout, ScoreFileError, numbers, pyiqa_nr, read_mat, table
+from bench.api import (
+    DatasetInfo,
+    FileDataset,
+    FileIndex,
+    Layout,
+    ScoreFileError,
+    numbers,
+    pyiqa_nr,
+    read_mat,
+    register_dataset,
+    table,
+)
 
 N_TRAINING = 7  # rater-training images at the head of the list
 
@@ -33,7 +43,7 @@ def read_official(root: Path) -> pd.DataFrame:
     names_path, mos_path = root / "Data" / "AllImages_release.mat", root / "Data" / "AllMOS_release.mat"
     names = [str(np.asarray(n).ravel()[0]) for n in np.asarray(read_mat(names_path, "livec", "AllImages_release")).ravel()]
     mos = numbers(np.asarray(read_mat(mos_path, "livec", "AllMOS_release")).ravel(), mos_path, "livec",
-                  what="MOS entry", first_line=1)
+                  what="MOS", first_line=1)
     if len(names) != len(mos):
         raise ScoreFileError(f"dataset 'livec': '{names_path}' lists {len(names)} images but '{mos_path}' has "
                              f"{len(mos)} scores; they are not from the same release")

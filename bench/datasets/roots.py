@@ -27,7 +27,7 @@ import re
 import tomllib
 from pathlib import Path
 
-from bench.errors import BenchError
+from bench.api import BenchError
 
 CONFIG_NAME = "bench-data.toml"
 

@@ -22,8 +22,17 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.api import DatasetInfo, register_dataset
-from bench.datasets.files import FileDataset, FileIndex, Layout, numbers, pyiqa_nr, read_excel, table
+from bench.api import (
+    DatasetInfo,
+    FileDataset,
+    FileIndex,
+    Layout,
+    numbers,
+    pyiqa_nr,
+    read_excel,
+    register_dataset,
+    table,
+)
 
 SCORES = "Annotations/MOS and Image attribute scores.xlsx"
 

@@ -20,8 +20,18 @@ from pathlib import Path
 
 import pandas as pd
 
-from bench.api import DatasetInfo, register_dataset
-from bench.datasets.files import FileDataset, FileIndex, Layout, ScoreFileError, numbers, pyiqa_fr, read_csv, table
+from bench.api import (
+    DatasetInfo,
+    FileDataset,
+    FileIndex,
+    Layout,
+    ScoreFileError,
+    numbers,
+    pyiqa_fr,
+    read_csv,
+    register_dataset,
+    table,
+)
 
 
 def read_official(root: Path) -> pd.DataFrame:

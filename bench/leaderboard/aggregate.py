@@ -19,24 +19,24 @@ import pandas as pd
 WORST = {"abs_gain": "max", "rel_gain": "max", "robustness_score": "min"}
 ALL_ATTACKS = "all (worst)"
 GROUP = ["model", "dataset", "defense"]
-CLEAN_LOSS = 0.05  # clean SROCC a defense may lose against `none` before it is marked
+CLEAN_LOSS = 0.05  # clean SROCC a defense may lose against the reference before it is marked
 
 
-STANDARD_SUITE = "standard-v1"  # bench/matrices/standard.toml: what the leaderboard ranks by
-
-
-def ranked_cells(df: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+def ranked_cells(df: pd.DataFrame, suite: str | None) -> tuple[pd.DataFrame, str]:
     """The cells the leaderboard and the comparisons rank: those run under the standard
-    attack suite where there are any (budgets and attacks fixed, so rows compare), else
-    all, with a note saying which."""
+    attack suite `suite` (the results' [claim] suite, see roles.py) where there are any
+    (budgets and attacks fixed, so rows compare), else all, with a note saying which."""
     suites = df["prov_suite"].fillna("").map(str) if "prov_suite" in df.columns \
         else pd.Series([""] * len(df), index=df.index)
-    if (suites == STANDARD_SUITE).any():
-        n_other = int((suites != STANDARD_SUITE).sum())
+    names = ", ".join(sorted({s or "unnamed" for s in suites})) or "no cells"
+    if not suite:
+        return df, (f"No result names a standard attack suite (a matrix's [claim] suite); ranked: all cells "
+                    f"(suites: {names}), so rows may differ in attacks and budgets.")
+    if (suites == suite).any():
+        n_other = int((suites != suite).sum())
         extra = f"; {n_other} cells of other suites are in the cell tables only" if n_other else ""
-        return df[suites == STANDARD_SUITE], f"Ranked: cells of the standard attack suite ({STANDARD_SUITE}){extra}."
-    names = ", ".join(sorted({s or "unnamed" for s in suites})) or "none"
-    return df, (f"No cell ran under the standard attack suite ({STANDARD_SUITE}); ranked: all cells "
+        return df[suites == suite], f"Ranked: cells of the standard attack suite ({suite}){extra}."
+    return df, (f"No cell ran under the standard attack suite ({suite}); ranked: all cells "
                 f"(suites: {names}), so rows may differ in attacks and budgets.")
 
 
@@ -86,19 +86,21 @@ def scopes(df: pd.DataFrame) -> pd.DataFrame:
     return both.sort_values(GROUP + ["scope", "eps"], kind="stable").reset_index(drop=True)
 
 
-def clean_quality(df: pd.DataFrame) -> pd.DataFrame:
+def clean_quality(df: pd.DataFrame, reference: str | None) -> pd.DataFrame:
     """Clean SROCC (with its interval) and PLCC per (model, dataset, defense), and the
-    SROCC change against `none` on the same model and dataset.
+    SROCC change against the undefended `reference` (roles.py) on the same model and
+    dataset; NaN without one.
 
     The clean scores are shared by a group's cells, so its first ok cell speaks for it."""
     ok = df[df["status"] == "ok"]
     cols = ci("srocc_clean") + ["plcc_clean", "defense_kind"]
     q = ok.groupby(GROUP, sort=True)[cols].first()
-    none = q.xs("none", level="defense")["srocc_clean"] if "none" in q.index.get_level_values("defense") else None
-    if none is None or q.empty:
+    ref = q.xs(reference, level="defense")["srocc_clean"] \
+        if reference is not None and reference in q.index.get_level_values("defense") else None
+    if ref is None or q.empty:
         q["srocc_delta"] = math.nan
     else:
-        base = none.reindex(q.index.droplevel("defense"))
+        base = ref.reindex(q.index.droplevel("defense"))
         q["srocc_delta"] = q["srocc_clean"].to_numpy() - base.to_numpy()
     q["clean_loss"] = q["srocc_delta"] < -CLEAN_LOSS
     return q.reset_index()

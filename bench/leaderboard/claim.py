@@ -1,10 +1,14 @@
-"""The claim under test, compared per model: the orthogonal-flow method and its ablations
-against no defense, adversarial training, NT and the best input purification.
+"""The claim under test, compared per model: each method against its rivals, beside its
+controls and the best input purification.
+
+Which defense plays which part comes from the results (`bench/leaderboard/roles.py`: the
+matrix's `[claim]` table, recorded in every cell, else the defenses' declared kinds); this
+code names none. Each method gets its own section per model and dataset.
 
 The sentence is generated from the numbers (never written by hand): at the largest
-budget both have, is the full method's worst-case gain below none's and adversarial
-training's, and do the 95% intervals overlap? Overlap is a conservative reading: no
-overlap means a clear difference; overlap means these data do not separate them.
+budget both have, is the method's worst-case gain below the reference's and each rival's,
+and do the 95% intervals overlap? Overlap is a conservative reading: no overlap means a
+clear difference; overlap means these data do not separate them.
 """
 
 from __future__ import annotations
@@ -15,47 +19,52 @@ from typing import Any
 
 import pandas as pd
 
+from bench.flags import MIN_CLEAN_SROCC, NOT_PREDICTIVE
 from bench.leaderboard import aggregate as agg
+from bench.leaderboard import roles as R
 from bench.leaderboard.aggregate import ci
 from bench.leaderboard.tables import estimate, estimates, number
 
-FULL = "ortho+act+prune"
-ORTHO_VARIANTS = ("ortho", "ortho+act", FULL, "act", "prune", "finetune-only")
-CLAIM_DEFENSES = ("none", *ORTHO_VARIANTS, "adv-train", "nt")
-RIVALS = (("none", "no defense"), ("adv-train", "adversarial training"))
 MEASURES = (("abs_gain", "abs gain"), ("rel_gain", "rel gain"), ("robustness_score", "MSU R"))
 START, END = "<!-- claim:start -->", "<!-- claim:end -->"
 
 
 def tables(df: pd.DataFrame, model: str | None = None, claim_only: bool = True,
-           scoped: pd.DataFrame | None = None, quality: pd.DataFrame | None = None) -> list[dict[str, Any]]:
-    """Per (model, dataset): rows (defense, clean quality, each measure at each eps with
-    its interval, worst over attacks), the eps shown, and the generated sentence.
-    `scoped` and `quality` (from aggregate) may be passed in when already computed."""
+           scoped: pd.DataFrame | None = None, quality: pd.DataFrame | None = None,
+           roles: R.Roles | None = None) -> list[dict[str, Any]]:
+    """Per method, per (model, dataset): rows (defense, clean quality, each measure at each
+    eps with its interval, worst over attacks), the eps shown, and the generated sentence.
+    With `claim_only` False (a model's page): one group per (model, dataset) with every
+    defense and every method's sentence. `scoped`, `quality` (from aggregate) and `roles`
+    (from roles.from_frame) may be passed in when already computed."""
+    roles = R.from_frame(df) if roles is None else roles
     scoped = agg.scopes(df) if scoped is None else scoped
     scoped = scoped[scoped["scope"] == agg.ALL_ATTACKS]
-    quality = agg.clean_quality(df) if quality is None else quality
+    quality = agg.clean_quality(df, roles.reference) if quality is None else quality
     if model is not None:
         scoped, quality = scoped[scoped["model"] == model], quality[quality["model"] == model]
     out = []
-    for (m, d), q in quality.groupby(["model", "dataset"], sort=True):
-        s = scoped[(scoped["model"] == m) & (scoped["dataset"] == d)]
-        roles = _roles(s, q) if claim_only else {name: "" for name in q["defense"]}
-        rows = [_row(name, role, q[q["defense"] == name].iloc[0], s[s["defense"] == name])
-                for name, role in sorted(roles.items(), key=lambda kv: _order(kv[0]))]
-        eps = sorted(s["eps"].unique())
-        text, at_eps = sentence(m, d, s, q)
-        out.append({"model": m, "dataset": d, "eps": [number(e) for e in eps], "rows": rows,
-                    "sentence": text, "claim_eps": at_eps})
+    for claim in roles.claims if claim_only else (None,):
+        for (m, d), q in quality.groupby(["model", "dataset"], sort=True):
+            s = scoped[(scoped["model"] == m) & (scoped["dataset"] == d)]
+            order = roles.shown(claim) if claim is not None else roles.order()
+            shown = _roles(s, q, order) if claim is not None else {name: "" for name in q["defense"]}
+            rows = [_row(name, role, q[q["defense"] == name].iloc[0], s[s["defense"] == name])
+                    for name, role in sorted(shown.items(), key=lambda kv: _order(kv[0], order))]
+            eps = sorted(s["eps"].unique())
+            said = [sentence(m, d, s, q, c, roles) for c in ([claim] if claim is not None else roles.claims)]
+            out.append({"model": m, "dataset": d, "method": claim.method if claim is not None else "",
+                        "eps": [number(e) for e in eps], "rows": rows, "sentence": " ".join(t for t, _ in said),
+                        "claim_eps": said[0][1] if said else (number(s["eps"].max()) if len(s) else None)})
     return out
 
 
-def _order(name: str) -> tuple[int, str]:
-    return (CLAIM_DEFENSES.index(name) if name in CLAIM_DEFENSES else len(CLAIM_DEFENSES), name)
+def _order(name: str, order: tuple[str, ...]) -> tuple[int, str]:
+    return (order.index(name) if name in order else len(order), name)
 
 
-def _roles(s: pd.DataFrame, q: pd.DataFrame) -> dict[str, str]:
-    roles = {name: "" for name in CLAIM_DEFENSES if name in set(q["defense"])}
+def _roles(s: pd.DataFrame, q: pd.DataFrame, order: tuple[str, ...]) -> dict[str, str]:
+    roles = {name: "" for name in order if name in set(q["defense"])}
     best = best_purification(s, q)
     if best:
         roles[best] = "best purification"
@@ -64,7 +73,7 @@ def _roles(s: pd.DataFrame, q: pd.DataFrame) -> dict[str, str]:
 
 def best_purification(s: pd.DataFrame, q: pd.DataFrame) -> str | None:
     """The purification with the smallest worst-case gain; unflagged ones first."""
-    names = set(q.loc[q["defense_kind"] == "purification", "defense"])
+    names = set(q.loc[q["defense_kind"] == R.PURIFICATION, "defense"])
     cand = s[s["defense"].isin(names) & s["abs_gain"].notna()]
     if cand.empty:
         return None
@@ -103,51 +112,67 @@ def _compare(full: list[Any], other: list[Any], who: str) -> str:
     return f"{'below' if below else 'not below'} {who}'s, and {verdict}"
 
 
-def sentence(model: str, dataset: str, s: pd.DataFrame, q: pd.DataFrame) -> tuple[str, float | None]:
-    """What the data show for one model and dataset, in one or two sentences, and the
-    budget it speaks of: the largest where both the full method and none have a result."""
+def sentence(model: str, dataset: str, s: pd.DataFrame, q: pd.DataFrame, claim: R.Claim,
+             roles: R.Roles) -> tuple[str, float | None]:
+    """What the data show for one method on one model and dataset, in one or two sentences,
+    and the budget it speaks of: the largest where both the method and the reference have
+    a result."""
     def at(name: str, eps: float) -> list[Any] | None:
         r = s[(s["defense"] == name) & (s["eps"] == eps)]
         return None if r.empty else estimate(*r.iloc[0][ci("abs_gain")], bool(r.iloc[0]["flagged"]))
 
-    full_eps = set(s.loc[(s["defense"] == FULL) & s["abs_gain"].notna(), "eps"])
-    none_eps = set(s.loc[(s["defense"] == "none") & s["abs_gain"].notna(), "eps"])
+    method, ref = claim.method, roles.reference
+    silent = [name for name in (ref, method)
+              if name is not None and s.loc[s["defense"] == name, "flags"].str.contains(NOT_PREDICTIVE).any()]
+    if silent:
+        who = " and ".join(f"{'the undefended model' if n == ref else 'the full method'} ({n})" for n in silent)
+        last = number(s["eps"].max()) if s["eps"].notna().any() else None
+        return (f"{model} on {dataset}: {who} {'does' if len(silent) == 1 else 'do'} not predict quality here (clean SROCC below "
+                f"{MIN_CLEAN_SROCC:g} or not clearly above zero), so its gains say nothing about robustness "
+                "and the claim is not tested here."), last
+    full_eps = set(s.loc[(s["defense"] == method) & s["abs_gain"].notna(), "eps"])
+    none_eps = set(s.loc[(s["defense"] == ref) & s["abs_gain"].notna(), "eps"])
     if not full_eps:
         last = number(s["eps"].max()) if s["eps"].notna().any() else None
-        return (f"{model} on {dataset}: the full method ({FULL}) has no successful cells, so the claim is not "
+        return (f"{model} on {dataset}: the full method ({method}) has no successful cells, so the claim is not "
                 "tested here."), last
     eps = max(full_eps & none_eps) if full_eps & none_eps else max(full_eps)
-    full = at(FULL, eps)
+    full = at(method, eps)
     assert full is not None
-    parts = [(f"{model} on {dataset}, at eps {number(eps)}/255 against the worst attack: the full method ({FULL}) "
+    parts = [(f"{model} on {dataset}, at eps {number(eps)}/255 against the worst attack: the full method ({method}) "
               f"has abs gain {_fmt(full)}")]
-    for name, label in RIVALS:
-        other = at(name, eps)
+    for name in claim.rivals:
+        label, other = roles.label(name), at(name, eps)
         if other is None:
             parts.append(f"{label} ({name}) has no result at this budget")
         else:
             parts.append(f"{label} ({name}) {_fmt(other)}: the full method's gain is {_compare(full, other, name)}")
     text = "; ".join(parts) + "."
-    qf = q[q["defense"] == FULL]
+    qf = q[q["defense"] == method]
     delta = number(qf["srocc_delta"].iloc[0], "dec3") if len(qf) else None
     if delta is not None:
-        text += (f" It loses {-delta:.3f} clean SROCC against none (more than {agg.CLEAN_LOSS}): marked."
-                 if delta < -agg.CLEAN_LOSS else f" Its clean SROCC is within {agg.CLEAN_LOSS} of none's ({delta:+.3f}).")
+        text += (f" It loses {-delta:.3f} clean SROCC against {ref} (more than {agg.CLEAN_LOSS}): marked."
+                 if delta < -agg.CLEAN_LOSS else f" Its clean SROCC is within {agg.CLEAN_LOSS} of {ref}'s ({delta:+.3f}).")
     if len(full) > 3:
         text += " Some of its cells are flagged: read its gain with care."
     return text, number(eps)
 
 
 def markdown(df: pd.DataFrame) -> str:
-    """The README section: per model and dataset, the sentence and a small table at the
-    budget the sentence uses."""
+    """The README section: per method, model and dataset, the sentence and a small table at
+    the budget the sentence uses; then which rule gave the roles."""
     lines = ["Generated by `python -m bench site --readme README.md` from the results store; do not edit.", ""]
-    groups = tables(df)
+    roles = R.from_frame(df)
+    groups = tables(df, roles=roles)
     if not groups:
-        lines.append("No results yet: run `python -m bench run --matrix quick`, then the command above.")
+        lines.append("No results yet: run `python -m bench run --matrix quick`, then the command above."
+                     if df.empty or not (df["status"] == "ok").any() else "No method to test in these results.")
+        lines.append("")
+    several = len(roles.claims) > 1
     for g in groups:
         eps = g["claim_eps"]
-        lines += [f"### {_md(g['model'])} on {_md(g['dataset'])}", "", _md(g["sentence"]), ""]
+        head = f"{_md(g['method'])}: " if several else ""
+        lines += [f"### {head}{_md(g['model'])} on {_md(g['dataset'])}", "", _md(g["sentence"]), ""]
         lines += [f"| defense | kind | SROCC clean [95% CI] | abs gain @{eps} [95% CI] | MSU R @{eps} [95% CI] |",
                   "|---|---|---|---|---|"]
         for r in g["rows"]:
@@ -155,6 +180,8 @@ def markdown(df: pd.DataFrame) -> str:
             lines.append(f"| {name} | {_md(r['defense_kind'])} | {_fmt(r['srocc_clean'])} | "
                          f"{_fmt(r.get(f'abs_gain@{eps}'))} | {_fmt(r.get(f'robustness_score@{eps}'))} |")
         lines.append("")
+    if not df.empty:
+        lines += [_md(roles.rule), ""]
     return "\n".join(lines).rstrip() + "\n"
 
 

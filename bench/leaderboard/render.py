@@ -1,7 +1,7 @@
 """Render the results store into a self-contained static folder that opens from file://.
 
-Pages: `index.html` (the leaderboard and every cell), `claim.html` (the orthogonal-flow
-comparison), one `defense-<slug>.html` and one `model-<slug>.html` each. Each page links
+Pages: `index.html` (the leaderboard and every cell), `claim.html` (each method under
+test against its rivals; who plays which part comes from the records, see roles.py), one `defense-<slug>.html` and one `model-<slug>.html` each. Each page links
 CSV and JSON of exactly the rows it shows (under `data/`) and lists the provenance of
 those rows. The output depends only on the records (no timestamps, sorted everywhere),
 so re-rendering the same results gives byte-identical files.
@@ -21,7 +21,7 @@ from markupsafe import Markup
 
 from bench import __version__
 from bench.leaderboard import aggregate as agg
-from bench.leaderboard import claim, plots, tables
+from bench.leaderboard import cards, claim, plots, roles, tables
 from bench.leaderboard.examples import copy_example, shifts
 from bench.leaderboard.safe import external_url, slug
 from bench.store import ResultsStore, records_frame
@@ -60,9 +60,10 @@ class _Site:
 
     def __init__(self, out: Path, df: pd.DataFrame, by_key: dict[str, dict[str, Any]], results: Path) -> None:
         self.out, self.df, self.by_key, self.results = out, df, by_key, results
-        self.ranked, self.suite_note = agg.ranked_cells(df)
+        self.roles = roles.from_frame(df)
+        self.ranked, self.suite_note = agg.ranked_cells(df, self.roles.suite)
         self.scoped = agg.scopes(self.ranked)
-        self.quality = agg.clean_quality(self.ranked)
+        self.quality = agg.clean_quality(self.ranked, self.roles.reference)
         self.hrefs = {"defense": {d: f"defense-{slug(d)}.html" for d in sorted(df["defense"].unique())},
                       "model": {m: f"model-{slug(m)}.html" for m in sorted(df["model"].unique())}}
         self.env = _env()
@@ -76,11 +77,11 @@ class _Site:
         html = self.env.get_template(template).render(
             title=title, version=__version__, provenance=tables.provenance(rows), data_name=page,
             hrefs=self.hrefs, mos_label=self.mos_label, mos_pairs=self.mos_pairs,
-            suite_note=self.suite_note, **ctx)
+            suite_note=self.suite_note, clean_reference=self.roles.reference, **ctx)
         _write(self.out / f"{page}.html", html)
 
     def index(self) -> None:
-        columns, rows = tables.leaderboard(self.ranked, self.scoped, self.quality)
+        columns, rows = tables.leaderboard(self.ranked, self.scoped, self.quality, self.roles.reference)
         cells = tables.payload(tables.CELL_COLUMNS, tables.cell_rows(self.df), self.hrefs, tables.cell_class)
         board = tables.payload(columns, rows, self.hrefs, tables.leaderboard_class)
         plot = "plots/gain_vs_eps.png"
@@ -90,15 +91,19 @@ class _Site:
                    n_cells=len(self.df), status_counts=sorted(self.df["status"].value_counts().items()),
                    filters=tables.filters(self.df), board_columns=columns, board_json=_script_json(board),
                    all_attacks=agg.ALL_ATTACKS, cell_columns=tables.CELL_COLUMNS, cells_json=_script_json(cells),
-                   plot=plot, clean_loss=agg.CLEAN_LOSS)
+                   plot=plot, clean_loss=agg.CLEAN_LOSS,
+                   data_rows=cards.data_rows(self.by_key.values()))
 
     def _comparison(self, page: str, groups: list[dict[str, Any]], rows: pd.DataFrame, title: str,
                     plot_df: pd.DataFrame, panel: list[str], **ctx: Any) -> None:
         plot = f"plots/{page}.png"
         plots.gain_vs_eps(plot_df, self.out / plot, line="defense", panel=panel, what="worst attack")
-        flat = [{"model": g["model"], "dataset": g["dataset"], **r} for g in groups for r in g["rows"]]
+        flat = [{"method": g["method"], "model": g["model"], "dataset": g["dataset"], **r}
+                for g in groups for r in g["rows"]]
         eps = sorted({e for g in groups for e in g["eps"]})
-        cols = [tables.Column("model", ""), tables.Column("dataset", ""), tables.Column("defense", ""),
+        # the claim page's sections are per method: its rows say which
+        cols = [tables.Column("method", "")] if any(g["method"] for g in groups) else []
+        cols += [tables.Column("model", ""), tables.Column("dataset", ""), tables.Column("defense", ""),
                 tables.Column("role", ""), tables.Column("defense_kind", ""),
                 tables.Column("srocc_clean", "", "est"), tables.Column("srocc_delta", "", "dec3"),
                 tables.Column("plcc_clean", "", "dec3"), tables.Column("flags", "")]
@@ -107,27 +112,38 @@ class _Site:
                    measures=claim.MEASURES, clean_loss=agg.CLEAN_LOSS, **ctx)
 
     def claim(self) -> None:
-        groups = claim.tables(self.ranked, scoped=self.scoped, quality=self.quality)
+        groups = claim.tables(self.ranked, scoped=self.scoped, quality=self.quality, roles=self.roles)
         keep = {(g["model"], g["dataset"], r["defense"]) for g in groups for r in g["rows"]}
         s = self.scoped[self.scoped["scope"] == agg.ALL_ATTACKS]
         s = s[pd.MultiIndex.from_frame(s[agg.GROUP]).isin(list(keep))]
         rows = self.df[pd.MultiIndex.from_frame(self.df[agg.GROUP]).isin(list(keep))]
-        self._comparison("claim", groups, rows, "The claim: robustness by architecture", s, ["model", "dataset"],
-                         claim_page=True, full=claim.FULL)
+        methods = []
+        for c in self.roles.claims:
+            meta = next((r["meta"]["defense"] for r in self.by_key.values()
+                         if r["cell"]["defense"] == c.method and r.get("meta", {}).get("defense")), {})
+            methods.append({"name": c.method, "rivals": c.rivals, "controls": c.controls,
+                            "description": str(meta.get("description", "")),
+                            "url": external_url(str(meta.get("reference", "")))})
+        self._comparison("claim", groups, rows, "The claim: each method against its rivals", s, ["model", "dataset"],
+                         claim_page=True, methods=methods, several=len(methods) > 1, rule=self.roles.rule)
 
     def model(self, name: str) -> None:
-        groups = claim.tables(self.ranked, model=name, claim_only=False, scoped=self.scoped, quality=self.quality)
+        groups = claim.tables(self.ranked, model=name, claim_only=False, scoped=self.scoped, quality=self.quality,
+                              roles=self.roles)
         s = self.scoped[(self.scoped["scope"] == agg.ALL_ATTACKS) & (self.scoped["model"] == name)]
-        self._comparison(f"model-{slug(name)}", groups, self.df[self.df["model"] == name], f"Model {name}", s,
-                         ["dataset"], claim_page=False)
+        rows = self.df[self.df["model"] == name]
+        recs = [self.by_key[k] for k in rows["key"]]
+        defense_origins = {d: "; ".join(cards.origins([r for r in recs if r["cell"]["defense"] == d], "defense"))
+                           for d in sorted(rows["defense"].unique())}
+        self._comparison(f"model-{slug(name)}", groups, rows, f"Model {name}", s, ["dataset"], claim_page=False,
+                         card=cards.model_card(recs), defense_origins=defense_origins)
 
     def defense(self, name: str) -> None:
         rows = self.df[self.df["defense"] == name]
         page = f"defense-{slug(name)}"
         recs = [self.by_key[k] for k in rows["key"]]
         meta = next((r["meta"]["defense"] for r in recs if r.get("meta", {}).get("defense")), {})
-        params = sorted({json.dumps(r.get("config", {}).get("defense", {}).get("params", {}), sort_keys=True)
-                         for r in recs})
+        params = parameter_sets(recs, "defense")
         s = self.scoped[(self.scoped["defense"] == name) & (self.scoped["scope"] != agg.ALL_ATTACKS)]
         curve, hist = f"plots/{page}-gain.png", f"plots/{page}-shift.png"
         plots.gain_vs_eps(s, self.out / curve, line="scope", panel=["model", "dataset"], what="per attack",
@@ -136,8 +152,26 @@ class _Site:
         cells = tables.payload(tables.CELL_COLUMNS, tables.cell_rows(rows), self.hrefs, tables.cell_class)
         self._page(page, "defense.html.j2", rows, rows, f"Defense {name}", name=name, meta=meta,
                    reference=external_url(str(meta.get("reference", ""))), params=params, curve=curve, hist=hist,
+                   origins=cards.origins(recs, "defense"),
                    example=copy_example(rows, self.by_key, self.results, self.out), n_cells=len(rows),
                    filters=tables.filters(rows), cell_columns=tables.CELL_COLUMNS, cells_json=_script_json(cells))
+
+
+def parameter_sets(recs: list[dict[str, Any]], part: str) -> dict[str, Any]:
+    """The parameters `part` (defense, model, ...) ran with, as the records' configs hold
+    them (the site imports no plugin, so it shows only what the store has): each distinct
+    set with its number of cells, and every parameter name, for a table with one column
+    per set. `recorded` is False where no record holds its parameters."""
+    counts: dict[str, int] = {}
+    for r in recs:
+        conf = (r.get("config") or {}).get(part) or {}
+        if isinstance(conf, dict) and isinstance(conf.get("params"), dict):
+            key = json.dumps(conf["params"], sort_keys=True, default=str)
+            counts[key] = counts.get(key, 0) + 1
+    sets = [{"cells": n, "values": {k: json.dumps(v, default=str) for k, v in json.loads(key).items()}}
+            for key, n in sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))]
+    names = sorted({k for s in sets for k in s["values"]})
+    return {"recorded": bool(counts), "sets": sets, "names": names}
 
 
 def _env() -> Environment:

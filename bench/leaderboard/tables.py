@@ -15,6 +15,7 @@ from typing import Any
 
 import pandas as pd
 
+from bench import record
 from bench.leaderboard import aggregate as agg
 from bench.leaderboard.aggregate import ci
 
@@ -44,29 +45,26 @@ CELL_COLUMNS = [
     Column("flags", "flags"), Column("attack_view", "attack view"), Column("message", "message"),
 ]
 
+record.columns(*(c.key for c in CELL_COLUMNS))  # each one a column of the records table: checked on import
+
 FILTERS = [("model", "model"), ("dataset", "dataset"), ("defense", "defense"),
            ("attack", "attack"), ("eps", "eps (/255)")]
 
-PROVENANCE_KEYS = [
-    ("bench", "bench"), ("torch", "torch"), ("pyiqa", "pyiqa"), ("torchattacks", "torchattacks"),
-    ("python", "python"), ("git_commit", "git commit"), ("seed", "seed"), ("matrix", "matrix"),
-    ("matrix_sha256", "matrix sha256"), ("suite", "suite"), ("hardware", "hardware"),
-]
-
-_TEXT_KEYS = ("model", "dataset", "defense", "defense_kind", "attack", "status", "flags",
-              "attack_view", "message", "mos_name")
-_NUMBER_KEYS = ("eps", "n_images", "srocc_attacked", "plcc_clean", "plcc_attacked", "psnr", "ssim",
-                *ci("srocc_clean"), *(c for m in agg.WORST for c in ci(m)))
+# the records' provenance but the date (shown as a range) and the claim (the claim page's)
+PROVENANCE_KEYS = [(k, k.replace("_", " ")) for k in record.PROVENANCE if k not in ("date", "claim")]
 
 
 def prepare(df: pd.DataFrame) -> pd.DataFrame:
-    """Give even an empty or partial frame (old records lack intervals) every column the
-    pages read, with sane types."""
+    """Give even an empty or partial frame (old records lack intervals) every text and number
+    column of the records table (bench.record.COLUMNS; those only some cells have, where any has)."""
     df = df.copy()
-    for k in _TEXT_KEYS:
+    for k in record.of_kind("text"):
         df[k] = df[k].map(text) if k in df.columns else ""
-    for k in _NUMBER_KEYS:
-        df[k] = pd.to_numeric(df[k], errors="coerce") if k in df.columns else math.nan
+    for k in record.of_kind("number"):
+        if k in df.columns:
+            df[k] = pd.to_numeric(df[k], errors="coerce")
+        elif k not in record.OTHER_MEASURES:
+            df[k] = math.nan
     return df
 
 
@@ -141,17 +139,21 @@ def cell_class(r: dict[str, Any]) -> str:
     return " ".join(x for x in (st, "flagged" if r["flags"] else "") if x)
 
 
-def leaderboard_columns(eps_values: list[float]) -> list[Column]:
+def leaderboard_columns(eps_values: list[float], reference: str | None = None) -> list[Column]:
+    ref = reference or "the reference"  # the undefended reference, from the results (roles.py)
     cols = [
         Column("rank", "#", "num", title="within model and dataset; flagged rows are not ranked"),
         Column("model", "model", link="model"), Column("dataset", "dataset"),
         Column("defense", "defense", link="defense"), Column("defense_kind", "kind"),
+        Column("defense_origin", "from", title="the defense's code: a built-in module, or the package and version "
+                                               "(entry point) or file (--plugin) it came from"),
         Column("attack", "attack"),
         Column("worst_abs_gain", "worst abs gain", "est", title="largest abs gain over attacks and eps; 95% CI"),
         Column("worst_at", "at"),
         Column("worst_robustness_score", "worst MSU R", "est", title="smallest MSU robustness score; 95% CI"),
         Column("srocc_clean", "SROCC clean", "est", mos=True),
-        Column("srocc_delta", "\u0394 SROCC vs none", "dec3", title="clean SROCC minus none's; < -0.05 is marked"),
+        Column("srocc_delta", f"\u0394 SROCC vs {ref}", "dec3",
+               title=f"clean SROCC minus {ref}'s; < -{agg.CLEAN_LOSS} is marked"),
         Column("plcc_clean", "PLCC clean", "dec3", mos=True),
     ]
     for e in eps_values:
@@ -161,8 +163,8 @@ def leaderboard_columns(eps_values: list[float]) -> list[Column]:
     return cols + [Column("flags", "reliability flags"), Column("n_cells", "ok cells", "num")]
 
 
-def leaderboard(df: pd.DataFrame, scoped: pd.DataFrame | None = None,
-                quality: pd.DataFrame | None = None) -> tuple[list[Column], list[dict[str, Any]]]:
+def leaderboard(df: pd.DataFrame, scoped: pd.DataFrame | None = None, quality: pd.DataFrame | None = None,
+                reference: str | None = None) -> tuple[list[Column], list[dict[str, Any]]]:
     """One row per (model, dataset, defense) and attack scope: the worst over all attacks
     (what the page shows by default) and each attack alone (the attack filter).
 
@@ -170,11 +172,13 @@ def leaderboard(df: pd.DataFrame, scoped: pd.DataFrame | None = None,
     robust first; rows with any flagged cell come after the others, unranked."""
     scoped = agg.scopes(df) if scoped is None else scoped
     eps_values = sorted(scoped["eps"].dropna().unique()) if len(scoped) else []
-    columns = leaderboard_columns(eps_values)
+    columns = leaderboard_columns(eps_values, reference)
     if scoped.empty:
         return columns, []
     # Plain dicts: a MultiIndex .loc per row costs a second at 10,000 cells.
-    quality_d = (agg.clean_quality(df) if quality is None else quality).set_index(agg.GROUP).to_dict("index")
+    quality = agg.clean_quality(df, reference) if quality is None else quality
+    quality_d = quality.set_index(agg.GROUP).to_dict("index")
+    origin_d = origins(df)
     worst_d = agg.overall(scoped).set_index(agg.GROUP + ["scope"]).to_dict("index")
     rows: dict[tuple, dict[str, Any]] = {}
     per_eps = {m: estimates(scoped, m, "flagged") for m in ("abs_gain", "robustness_score")}
@@ -186,7 +190,7 @@ def leaderboard(df: pd.DataFrame, scoped: pd.DataFrame | None = None,
             q, w = quality_d[(r.model, r.dataset, r.defense)], worst_d[key]
             row = rows[key] = {
                 "model": r.model, "dataset": r.dataset, "defense": r.defense, "defense_kind": q["defense_kind"],
-                "attack": r.scope, "flagged": bool(w["any_flagged"]), "clean_loss": bool(q["clean_loss"]),
+                "defense_origin": origin_d.get((r.model, r.dataset, r.defense), ""), "attack": r.scope, "flagged": bool(w["any_flagged"]), "clean_loss": bool(q["clean_loss"]),
                 "flags": w["flags"], "n_cells": 0,
                 "srocc_clean": estimate(*(q[c] for c in ci("srocc_clean"))),
                 "srocc_delta": number(q["srocc_delta"], "dec3"), "plcc_clean": number(q["plcc_clean"], "dec3"),
@@ -198,7 +202,7 @@ def leaderboard(df: pd.DataFrame, scoped: pd.DataFrame | None = None,
         row["n_cells"] += int(r.n_cells)
         for m, values in per_eps.items():
             row[f"{m}@{eps_label[i]}"] = values[i]
-    rows.update(_failed_groups(df, {k[:3] for k in rows}))
+    rows.update(_failed_groups(df, {k[:3] for k in rows}, origin_d))
     ordered = sorted(rows.values(), key=lambda x: (
         x["attack"] != agg.ALL_ATTACKS, x["attack"], x["model"], x["dataset"], x["flagged"],
         x["worst_abs_gain"] is None, x["worst_abs_gain"][0] if x["worst_abs_gain"] else 0.0, x["defense"]))
@@ -212,7 +216,16 @@ def leaderboard(df: pd.DataFrame, scoped: pd.DataFrame | None = None,
     return columns, ordered
 
 
-def _failed_groups(df: pd.DataFrame, shown: set[tuple]) -> dict[tuple, dict[str, Any]]:
+def origins(df: pd.DataFrame) -> dict[tuple, str]:
+    """Per (model, dataset, defense): where the defense's code came from (the distinct
+    origins of its cells), so that a row from a plugin names its package and version."""
+    if df.empty or "defense_origin" not in df.columns:
+        return {}
+    return df.groupby(agg.GROUP, sort=True)["defense_origin"].agg(
+        lambda s: "; ".join(sorted(set(s) - {""}))).to_dict()
+
+
+def _failed_groups(df: pd.DataFrame, shown: set[tuple], origin_d: dict[tuple, str]) -> dict[tuple, dict[str, Any]]:
     """Defenses with no ok cell on a model and dataset: listed (unranked, with their
     statuses) rather than silently missing from the leaderboard."""
     out = {}
@@ -223,7 +236,7 @@ def _failed_groups(df: pd.DataFrame, shown: set[tuple]) -> dict[tuple, dict[str,
         status = "skipped" if (g["status"] == "skipped").all() else "error"
         out[(model, dataset, defense, agg.ALL_ATTACKS)] = {
             "model": model, "dataset": dataset, "defense": defense, "defense_kind": g["defense_kind"].iloc[0],
-            "attack": agg.ALL_ATTACKS, "flagged": True, "clean_loss": False, "status": status, "n_cells": 0,
+            "defense_origin": origin_d.get((model, dataset, defense), ""), "attack": agg.ALL_ATTACKS, "flagged": True, "clean_loss": False, "status": status, "n_cells": 0,
             "flags": "no ok cell: " + ", ".join(f"{n} {st}" for st, n in sorted(counts.items())),
             "srocc_clean": None, "srocc_delta": None, "plcc_clean": None, "worst_abs_gain": None,
             "worst_robustness_score": None, "worst_at": "",

@@ -11,9 +11,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from bench.api import IQAModel, ModelInfo, register_model
-from bench.errors import CheckpointError, WeightsMissingError
-from bench.gradients import StraightThroughRounding
+from bench.api import CheckpointError, IQAModel, ModelInfo, StraightThroughRounding, WeightsMissingError, register_model
 
 
 def pyiqa_net(name: str):  # -> torch.nn.Module

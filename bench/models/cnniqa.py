@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.api import FitContext, IQAModel, ModelInfo, register_model
+from bench.api import Field, FitContext, IQAModel, ModelInfo, Params, register_model, train_loop
 
 PUBLISHED_FILE = "CNNIQA_koniq10k-e6f14c91.pth"
 
@@ -28,7 +28,13 @@ class CNNIQA(IQAModel):
         reference="https://doi.org/10.1109/CVPR.2014.224",
         description="CNNIQA: one 7x7 conv layer (50 kernels), max-min pooling, two 800-unit FC layers.",
     )
-    defaults = {"weights": "", "epochs": 20, "lr": 2e-3, "batch_size": 32}
+
+    class Params(Params):
+        weights: str = Field("", description="checkpoint to load (a state_dict, read weights_only); '': the published "
+                             "weights where present, else trained here")
+        epochs: int = Field(20, ge=1, description="training epochs, when trained here")
+        lr: float = Field(2e-3, gt=0, description="Adam learning rate, when trained here")
+        batch_size: int = Field(32, ge=1, description="images per training step")
 
     def __init__(self, **params) -> None:
         super().__init__(**params)
@@ -46,24 +52,9 @@ class CNNIQA(IQAModel):
 
     def fit(self, ctx: FitContext) -> None:
         """Adam on the L1 loss, as in the CNNIQA paper (which trains on patches; pyiqa's
-        variant scores the whole image, so we train on whole images)."""
-        g = torch.Generator().manual_seed(ctx.seed)
-        opt = torch.optim.Adam(self.parameters(), lr=self.params["lr"])
-        x_all, y_all = ctx.train.images, ctx.targets
-        bs = self.params["batch_size"]
-        self.train()
-        for epoch in range(self.params["epochs"]):
-            order = torch.randperm(len(x_all), generator=g)
-            total = 0.0
-            for i in range(0, len(order), bs):
-                idx = order[i : i + bs]
-                loss = F.l1_loss(self(x_all[idx].to(ctx.device)), y_all[idx].to(ctx.device))
-                if not torch.isfinite(loss):
-                    raise RuntimeError(f"cnniqa training diverged (loss {loss.item()}) at epoch {epoch}")
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-            ctx.record["final_train_l1"] = total / len(x_all)
-        ctx.record["epochs"] = self.params["epochs"]
-        self.eval()
+        variant scores the whole image, so we train on whole images). A last batch of one
+        image is trained as it is (no BatchNorm here)."""
+        p = self.params
+        train_loop(self, ctx, lambda x, y: F.l1_loss(self(x), y), kind="model", name=self.info.name,
+                   epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"], batch_of_one="keep", freeze_bn=False)
+        ctx.record["final_train_l1"] = ctx.record["final_loss"]  # the name earlier records used

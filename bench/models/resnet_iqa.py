@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.api import FitContext, IQAModel, ModelInfo, register_model
+from bench.api import Field, FitContext, IQAModel, ModelInfo, Params, register_model, train_loop
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -37,7 +37,15 @@ class ResNet18IQA(IQAModel):
             "which starts from ImageNet weights that are not available offline."
         ),
     )
-    defaults = {"weights": "", "epochs": 20, "lr": 1e-3, "batch_size": 32, "crop": 64, "weight_decay": 1e-4}
+
+    class Params(Params):
+        weights: str = Field("", description="checkpoint to load (a state_dict, read weights_only); '': the published "
+                             "weights where present, else trained here")
+        epochs: int = Field(20, ge=1, description="training epochs, when trained here")
+        lr: float = Field(1e-3, gt=0, description="AdamW learning rate, when trained here")
+        batch_size: int = Field(32, ge=1, description="images per training step")
+        crop: int = Field(64, ge=1, description="side of the random crop each training image is cut to, px")
+        weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
 
     def __init__(self, **params) -> None:
         super().__init__(**params)
@@ -53,41 +61,26 @@ class ResNet18IQA(IQAModel):
         return self.net((x - self.mean) / self.std).reshape(-1)
 
     def fit(self, ctx: FitContext) -> None:
-        """AdamW (cosine-decayed) on the L1 loss, on random `crop`-px crops (the whole image
-        where it is smaller) with random horizontal flips: few reference scenes, so the
-        crops keep a from-scratch network from learning the scenes instead of the damage."""
-        g = torch.Generator().manual_seed(ctx.seed)
-        opt = torch.optim.AdamW(self.parameters(), lr=self.params["lr"], weight_decay=self.params["weight_decay"])
-        x_all, y_all = ctx.train.images, ctx.targets
-        bs, epochs = self.params["batch_size"], self.params["epochs"]
-        steps = epochs * ((len(x_all) + bs - 1) // bs)
-        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1))
-        self.train()
-        for epoch in range(epochs):
-            order = torch.randperm(len(x_all), generator=g)
-            total = 0.0
-            for i in range(0, len(order), bs):
-                idx = order[i : i + bs]
-                x = x_all[idx]
-                h, w = x.shape[-2:]
-                ch, cw = min(self.params["crop"], h), min(self.params["crop"], w)
-                top = int(torch.randint(0, h - ch + 1, (1,), generator=g))
-                left = int(torch.randint(0, w - cw + 1, (1,), generator=g))
-                x = x[:, :, top : top + ch, left : left + cw]
-                flip = torch.rand(len(idx), generator=g) < 0.5
-                x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x).to(ctx.device)
-                if len(idx) == 1:  # BatchNorm cannot train on a single image
-                    continue
-                loss = F.l1_loss(self(x), y_all[idx].to(ctx.device))
-                if not torch.isfinite(loss):
-                    raise RuntimeError(f"resnet18_iqa training diverged (loss {loss.item()}) at epoch {epoch}")
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += loss.item() * len(idx)
-            ctx.record["final_train_l1"] = total / len(x_all)
-            ctx.log(f"resnet18_iqa epoch {epoch + 1}/{epochs}: train L1 {total / len(x_all):.4f}")
-        ctx.record["epochs"] = epochs
+        """AdamW (cosine-decayed over every batch) on the L1 loss, on random `crop`-px crops
+        (the whole image where it is smaller) with random horizontal flips: few reference
+        scenes, so the crops keep a from-scratch network from learning the scenes instead of
+        the damage. BatchNorm learns its statistics (nothing pretrained to keep); a last
+        batch of one image, which it cannot train on, is skipped (after its crop is drawn)."""
+        p = self.params
+        train_loop(self, ctx, lambda x, y: F.l1_loss(self(x), y), kind="model", name=self.info.name,
+                   epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"], optimizer="adamw",
+                   weight_decay=p["weight_decay"], schedule="cosine", augment=self._crop_and_flip,
+                   batch_of_one="skip", freeze_bn=False)
+        ctx.record["final_train_l1"] = ctx.record["final_loss"]  # the name earlier records used
         ctx.record["init"] = "from scratch (weights=None)"
-        self.eval()
+
+    def _crop_and_flip(self, x: Tensor, g: torch.Generator) -> Tensor:
+        """One random `crop`-px crop for the whole batch, then each image flipped left-right
+        with probability 1/2, drawn from `g` (the training loop's seeded generator)."""
+        h, w = x.shape[-2:]
+        ch, cw = min(self.params["crop"], h), min(self.params["crop"], w)
+        top = int(torch.randint(0, h - ch + 1, (1,), generator=g))
+        left = int(torch.randint(0, w - cw + 1, (1,), generator=g))
+        x = x[:, :, top : top + ch, left : left + cw]
+        flip = torch.rand(len(x), generator=g) < 0.5
+        return torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)

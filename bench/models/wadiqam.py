@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.api import FitContext, IQAModel, ModelInfo, register_model
+from bench.api import Field, FitContext, IQAModel, ModelInfo, Params, register_model, train_loop
 
 PUBLISHED_FILE = "WaDIQaM-NR-koniq-aaffea29.pth"
 PATCH = 32  # fixed by the network design (five 2x2 max-pools down to 1x1)
@@ -37,7 +37,14 @@ class WaDIQaMNR(IQAModel):
             "grid, so a 96x96 image gives 2x2 patches)."
         ),
     )
-    defaults = {"weights": "", "epochs": 4, "lr": 5e-4, "batch_size": 16, "train_patches": 4}
+
+    class Params(Params):
+        weights: str = Field("", description="checkpoint to load (a state_dict, read weights_only); '': the published "
+                             "weights where present, else trained here")
+        epochs: int = Field(4, ge=1, description="training epochs, when trained here")
+        lr: float = Field(5e-4, gt=0, description="Adam learning rate, when trained here")
+        batch_size: int = Field(16, ge=1, description="images per training step")
+        train_patches: int = Field(4, ge=1, description="random 32 x 32 patches per image per training step")
 
     def __init__(self, **params) -> None:
         super().__init__(**params)
@@ -79,26 +86,11 @@ class WaDIQaMNR(IQAModel):
     def fit(self, ctx: FitContext) -> None:
         """Adam on the L1 loss between the image target and the weighted average of its
         random 32x32 patches, as in the paper and pyiqa's training (fewer patches per image
-        and epochs here, for CPU time)."""
-        g = torch.Generator().manual_seed(ctx.seed)
-        opt = torch.optim.Adam(self.parameters(), lr=self.params["lr"])
-        x_all, y_all = ctx.train.images, ctx.targets
-        bs, n = self.params["batch_size"], self.params["train_patches"]
-        self.train()
-        for epoch in range(self.params["epochs"]):
-            order = torch.randperm(len(x_all), generator=g)
-            total = 0.0
-            for i in range(0, len(order), bs):
-                idx = order[i : i + bs]
-                patches = self._random_patches(x_all[idx], n, g).to(ctx.device)
-                loss = F.l1_loss(self._aggregate(patches, len(idx)), y_all[idx].to(ctx.device))
-                if not torch.isfinite(loss):
-                    raise RuntimeError(f"wadiqam_nr training diverged (loss {loss.item()}) at epoch {epoch}")
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-                total += loss.item() * len(idx)
-            ctx.record["final_train_l1"] = total / len(x_all)
-            ctx.log(f"wadiqam_nr epoch {epoch + 1}/{self.params['epochs']}: train L1 {total / len(x_all):.4f}")
-        ctx.record["epochs"] = self.params["epochs"]
-        self.eval()
+        and epochs here, for CPU time). The patches are drawn from the training loop's
+        seeded generator; a last batch of one image is trained as it is."""
+        p = self.params
+        train_loop(self, ctx, lambda x, y: F.l1_loss(self._aggregate(x, len(y)), y), kind="model",
+                   name=self.info.name, epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
+                   augment=lambda x, g: self._random_patches(x, p["train_patches"], g), batch_of_one="keep",
+                   freeze_bn=False)
+        ctx.record["final_train_l1"] = ctx.record["final_loss"]  # the name earlier records used
