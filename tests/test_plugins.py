@@ -48,17 +48,23 @@ def run_small(tmp_path: Path, defenses: str, plugins: list[Path], extra: list[st
     return code, list(ResultsStore(tmp_path / "r").records())
 
 
-def test_contributing_example_as_entry_point(tmp_path):
-    """The CONTRIBUTING.md example, installed the way pip installs an entry point."""
+def install_example(tmp_path: Path, version: str) -> dict[str, str]:
+    """The CONTRIBUTING.md example as pip installs it (a package and its dist-info with an
+    entry point) under tmp_path/site; returns the environment that puts it on the path."""
     pkg = tmp_path / "site" / "my_blur"
     pkg.mkdir(parents=True)
     (pkg / "__init__.py").write_text("")
     (pkg / "defense.py").write_text(contributing_example())
-    dist = tmp_path / "site" / "my_blur-0.1.0.dist-info"
+    dist = tmp_path / "site" / f"my_blur-{version}.dist-info"
     dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-blur\nVersion: 0.1.0\n")
+    (dist / "METADATA").write_text(f"Metadata-Version: 2.1\nName: my-blur\nVersion: {version}\n")
     (dist / "entry_points.txt").write_text("[bench.defenses]\nmy-blur = my_blur.defense:GaussianBlur\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(ROOT)]))
+    return dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(ROOT)]))
+
+
+def test_contributing_example_as_entry_point(tmp_path):
+    """The CONTRIBUTING.md example, installed the way pip installs an entry point."""
+    env = install_example(tmp_path, "0.1.0")
     out = subprocess.run([sys.executable, "-m", "bench", "list", "defenses"], capture_output=True, text=True,
                          env=env, cwd=tmp_path, timeout=120)
     assert out.returncode == 0, out.stderr
@@ -76,15 +82,7 @@ def test_contributing_example_as_entry_point(tmp_path):
 def test_entry_point_origin_names_its_distribution_and_version(tmp_path):
     """`bench list`, every record and the leaderboard row say which package (and which
     version of it) produced a component loaded through an entry point."""
-    pkg = tmp_path / "site" / "my_blur"
-    pkg.mkdir(parents=True)
-    (pkg / "__init__.py").write_text("")
-    (pkg / "defense.py").write_text(contributing_example())
-    dist = tmp_path / "site" / "my_blur-0.3.2.dist-info"
-    dist.mkdir()
-    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: my-blur\nVersion: 0.3.2\n")
-    (dist / "entry_points.txt").write_text("[bench.defenses]\nmy-blur = my_blur.defense:GaussianBlur\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path / "site"), str(ROOT)]))
+    env = install_example(tmp_path, "0.3.2")
     label = "entry point my-blur = my_blur.defense:GaussianBlur (my-blur 0.3.2)"
     out = subprocess.run([sys.executable, "-m", "bench", "list", "defenses"], capture_output=True, text=True,
                          env=env, cwd=tmp_path, timeout=120, check=False)
