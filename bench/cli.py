@@ -1,13 +1,16 @@
-"""`python -m bench ...`: list, run, export, site, score, train."""
+"""`python -m bench ...`: list, run, export, site, score, train.
+
+The parser, the dispatch and the small commands; `list` and `run` are in `bench.cli_list`
+and `bench.cli_run`."""
 
 from __future__ import annotations
 
 import argparse
-import resource
 import sys
-import time
 from pathlib import Path
 
+from bench.cli_list import cmd_list, describe, describe_dataset, weights_status  # noqa: F401 - still bench.cli.describe, ...
+from bench.cli_run import cmd_run
 from bench.errors import BenchError
 
 KINDS = ("models", "attacks", "defenses", "datasets", "matrices")
@@ -116,168 +119,6 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("\ninterrupted: finished cells are saved; run the same command again to resume", file=sys.stderr)
         return 130
-
-
-def _device(name: str) -> str:
-    if name != "auto":
-        return name
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
-
-
-def cmd_list(args: argparse.Namespace) -> int:
-    if args.kind == "matrices":
-        from bench.matrix import list_matrices, load_matrix
-        from bench.plugins import load_plugins
-
-        load_plugins(args.plugin)
-        for name in list_matrices():
-            m = load_matrix(name)
-            print(f"{name:10s} {len(m.cells()):5d} cells  models={len(m.models)} defenses={len(m.defenses)} "
-                  f"attacks={len(m.attacks)} datasets={len(m.datasets)}"
-                  + (f" + blocks {', '.join(b.name for b in m.blocks)}" if m.blocks else ""))
-        return 0
-    from bench import api
-    from bench.plugins import load_plugins
-
-    load_plugins(args.plugin)
-    registry = {"models": api.MODELS, "attacks": api.ATTACKS, "defenses": api.DEFENSES, "datasets": api.DATASETS}[args.kind]
-    from bench.registry import origin_label
-
-    for name, cls in registry:  # each with where its code came from: a number's producer must be traceable
-        print(f"{describe(args.kind, cls)}  [from {origin_label(registry.origin_record(name))}]")
-        if args.params:
-            from bench.params import docs
-
-            for doc in docs(cls) or []:
-                print(f"    {doc.line()}")
-    for src, why in sorted(registry.broken.items()):
-        print(f"! {src}: failed to load: {why}")
-    return 0
-
-
-def describe(kind: str, cls: type) -> str:
-    i = cls.info
-    if kind == "models":
-        grad = "differentiable" if i.differentiable else f"gradient via {i.gradient_surrogate or 'none'}"
-        where = i.weights
-        if i.kind == "learned":
-            where += f" [{weights_status(cls)}]"
-        lo, hi = i.score_range
-        return (f"{i.name:20s} {'lower' if i.lower_better else 'higher'} is better, range [{lo:g}, {hi:g}], "
-                f"{i.kind}, {grad}; weights: {where}")
-    if kind == "defenses":
-        grad = "differentiable" if i.differentiable else f"BPDA via {i.surrogate}"
-        return f"{i.name:16s} {i.kind:13s} {'randomized' if i.randomized else 'deterministic'}, {grad}; {i.reference}"
-    if kind == "attacks":
-        return f"{i.name:10s} {i.norm}, eps in {i.budget_unit}; defaults {cls.defaults}; {i.reference}"
-    return describe_dataset(cls)
-
-
-def weights_status(cls: type) -> str:
-    """Whether a learned model's weights are here, and if not where they must come from:
-    `bench train` only for a model that can train (overrides IQAModel.fit); the others
-    need a checkpoint, or their published file where the model looks for it."""
-    from bench.api import IQAModel
-    from bench.weights import cache_dir
-
-    name = cls.info.name
-    present = cls.pretrained_weights() or next(iter((cache_dir() / "models").glob(f"{name}-*.json")), None)
-    if present:
-        return f"present: {present}"
-    if cls.fit is not IQAModel.fit:
-        return f"not present: run `bench train --model {name}` or give --weights PATH"
-    fix = "not present, and it cannot be trained here: give a checkpoint with --weights PATH (or `weights` in the matrix)"
-    if cls.pretrained_weights.__func__ is not IQAModel.pretrained_weights.__func__:
-        import torch
-
-        fix += f", or put its published file in pyiqa's cache ({torch.hub.get_dir()}/pyiqa)"
-    return fix
-
-
-def describe_dataset(cls: type) -> str:
-    """Name, NR/FR, image and reference counts, MOS scale and direction, then the layout
-    expected and whether a root is configured: stat calls only, no file is read."""
-    i = cls.info
-    line = f"{i.name:12s} {i.mode}, {i.mos_name} in [{i.mos_range[0]:g}, {i.mos_range[1]:g}] " \
-           f"({'lower' if i.mos_lower_better else 'higher'} is better)"
-    if "images" in i.extra:
-        line += f", {i.extra['images']} images, {i.extra.get('references', 0) or 'no'} references"
-    status = getattr(cls, "root_status", None)
-    if status is None:
-        return f"{line}; {i.description}"
-    return f"{line}; {status()}\n{'':13s}layout: {i.extra.get('layout', '?')}; published at {i.reference}"
-
-
-def cmd_run(args: argparse.Namespace) -> int:
-    from bench import provenance
-    from bench.datacheck import check_before_run
-    from bench.lock import RunLock
-    from bench.matrix import load_matrix
-    from bench.plugins import load_plugins
-    from bench.progress import switch_off
-    from bench.runner import Limits, Runner
-    from bench.store import ResultsStore
-
-    if args.no_progress:  # also the data build, training and fine-tunes, here and in workers
-        switch_off()
-    if args.jobs < 1:
-        raise BenchError(f"--jobs must be at least 1, got {args.jobs}")
-    store = ResultsStore(args.results)
-    store.check_writable()
-    load_plugins(args.plugin)
-    _warn_broken_plugins()
-    matrix = load_matrix(args.matrix)
-    check_before_run(matrix, args.backend)
-    device = _device(args.device)
-    limits = Limits(seconds=args.cell_timeout or None, max_rss_gb=_memory_limit(args.max_memory_gb, args.jobs))
-    with RunLock(store.root, wait=args.wait) as lock:
-        if lock.took_over:
-            print(f"note: took over the lock of a run that is gone ({lock.took_over})", file=sys.stderr)
-        runner = Runner(matrix, store, device=device, progress=not args.no_progress, limits=limits,
-                        reuse=not args.no_reuse, log=lambda m: print(m, file=sys.stderr))
-        print(f"matrix '{matrix.name}': {len(matrix.cells())} cells, {len(runner.pending())} to compute, "
-              f"results in {store.root}/, device {device}", file=sys.stderr)
-        started = provenance.now()
-        summary = runner.run(jobs=args.jobs, backend=args.backend, scheduler=args.scheduler)
-        store.log_run({"matrix": matrix.name, "matrix_sha256": matrix.sha256, "started": started,
-                       "wall_s": round(summary.seconds, 3), "total": summary.total, "cached": summary.cached,
-                       "status": dict(summary.status), "jobs": args.jobs, "backend": args.backend,
-                       "reuse": not args.no_reuse, "device": device,
-                       "hardware": provenance.environment(device)["hardware"],
-                       # this process's high-water mark; workers (--jobs, Dask) are not in it
-                       "main_peak_rss_gb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, 3)})
-    print(summary.line())
-    for err in summary.errors[:20]:
-        print(f"  error: {err}")
-    if len(summary.errors) > 20:
-        print(f"  ... and {len(summary.errors) - 20} more errors (see `bench export`)")
-    if not args.no_site:
-        from bench.leaderboard import render_site
-
-        t = time.perf_counter()
-        index = render_site(store.root, args.site_out)
-        print(f"site: {index} ({time.perf_counter() - t:.1f} s)")
-    return 1 if summary.errors else 0
-
-
-def _warn_broken_plugins() -> None:
-    """A plugin that failed to load fails the cells that name it; say so up front too."""
-    from bench.api import ATTACKS, DATASETS, DEFENSES, MODELS
-
-    seen = {msg for reg in (MODELS, ATTACKS, DEFENSES, DATASETS) for msg in reg.broken.values()}
-    for msg in sorted(seen):
-        print(f"warning: a plugin failed to load, its components are unavailable: {msg}", file=sys.stderr)
-
-
-def _memory_limit(gb: float | None, jobs: int) -> float | None:
-    if gb is not None:
-        return gb or None
-    from bench.provenance import total_memory_gb
-
-    total = total_memory_gb()
-    return round(0.8 * total / jobs, 1) if total else None
 
 
 def cmd_export(args: argparse.Namespace) -> int:

@@ -28,15 +28,21 @@ None takes anything), as before there were declarations.
 
 from __future__ import annotations
 
-import copy
-import types
-from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, Union, get_args, get_origin
+from typing import Any
 
-import annotated_types as at
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, create_model, model_validator
+from pydantic import Field, ValidationError, model_validator
 
 from bench.errors import MatrixError, quoted
+from bench.param_declarations import (  # declaring parameters, and which declaration governs a class
+    Derived,
+    Odd,
+    Parametrized,
+    Params,
+    declared,
+    defaults_of,
+    derive_defaults,  # noqa: F401 - bench.registry imports it from here
+)
+from bench.param_docs import ParamDoc, _doc, docs  # parameters described: `bench list --params`, messages
 
 __all__ = [
     "Derived",
@@ -57,111 +63,6 @@ class ParamError(MatrixError, ValueError):
     """A parameter refused: one line naming the component, the parameter, what is allowed
     and what was given. A MatrixError (exit status 2) and a ValueError (what a plugin's
     own check raised before declarations)."""
-
-
-def _odd(v: int) -> int:
-    if int(v) % 2 != 1:
-        raise ValueError("must be odd")
-    return v
-
-
-Odd = AfterValidator(_odd)  # Annotated[int, Odd]: odd numbers only (kernel sizes with a centre tap)
-
-
-class Params(BaseModel):
-    """Base of every declaration: no unknown key, no silent conversion (strict: "3" is not
-    3, 3.0 is not an int, True is not a number; an int is a float), finite numbers only."""
-
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True, allow_inf_nan=False)
-
-    @classmethod
-    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
-        super().__pydantic_init_subclass__(**kwargs)
-        for k, f in cls.model_fields.items():  # matrices may leave any parameter out
-            if f.is_required():
-                raise TypeError(f"{cls.__qualname__}: parameter {k!r} has no default; give it one")
-        try:  # a default the declaration itself refuses is a bug of the declaration
-            cls.model_validate(cls.field_defaults())
-        except ValidationError as e:
-            raise TypeError(f"{cls.__qualname__}: its own defaults are refused: {e.errors()[0]['msg']} "
-                            f"(at {'.'.join(map(str, e.errors()[0]['loc'])) or 'the model'})") from None
-
-    @classmethod
-    def field_defaults(cls) -> dict[str, Any]:
-        """The declared defaults, as the plain dict components keep in `defaults`."""
-        return {k: copy.deepcopy(f.get_default(call_default_factory=True)) for k, f in cls.model_fields.items()}
-
-    @classmethod
-    def with_defaults(cls, **changes: Any) -> type[Params]:
-        """The same declaration with other defaults (a registered variant of a component)."""
-        unknown = sorted(set(changes) - set(cls.model_fields))
-        if unknown:
-            raise TypeError(f"{cls.__qualname__}.with_defaults: unknown parameter(s) {', '.join(unknown)}")
-        fields: dict[str, Any] = {}
-        for k, v in changes.items():
-            f = copy.copy(cls.model_fields[k])
-            f.default = v
-            fields[k] = (cls.model_fields[k].annotation, f)
-        return create_model(cls.__name__, __base__=cls, __module__=cls.__module__, **fields)
-
-
-# ----------------------------------------------------------------------------- which contract
-class Derived(dict):
-    """A `defaults` dict derived from a declaration (not a plain declaration itself)."""
-
-
-def declared(cls: type) -> type[Params] | None:
-    """The declaration that governs `cls`: the nearest class in its MRO that declares
-    either `Params` (a declaration) or a plain `defaults` dict (None: inferred)."""
-    for c in cls.__mro__:
-        own = c.__dict__
-        p = own.get("Params")
-        if isinstance(p, type) and issubclass(p, Params):
-            return p
-        if "defaults" in own and not isinstance(own["defaults"], Derived):
-            return None
-    return None
-
-
-def derive_defaults(cls: type) -> None:
-    """Give a class with a declaration its `defaults` (a `Derived` dict) to read."""
-    model = declared(cls)
-    if model is not None and not isinstance(cls.__dict__.get("defaults"), Derived):
-        cls.defaults = Derived(model.field_defaults())
-
-
-def defaults_of(cls: type) -> dict[str, Any]:
-    p = declared(cls)
-    return p.field_defaults() if p is not None else dict(getattr(cls, "defaults", {}) or {})
-
-
-class Parametrized:
-    """Mixin of the component base classes: a class that declares `Params` gets its
-    `defaults` derived from it; one that overrides a declared parent's `defaults` with the
-    same keys keeps the parent's types, ranges and help with its own defaults."""
-
-    defaults: ClassVar[dict[str, Any]] = {}
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        super().__init_subclass__(**kwargs)
-        own = cls.__dict__
-        if "Params" in own:
-            p = own["Params"]
-            if not (isinstance(p, type) and issubclass(p, Params)):
-                raise TypeError(f"{cls.__qualname__}.Params must subclass bench.api.Params")
-            derived = Derived(p.field_defaults())
-            if "defaults" in own and own["defaults"] != derived:
-                raise TypeError(f"{cls.__qualname__} declares both Params and a different `defaults`; "
-                                "declare the defaults in Params only")
-            cls.defaults = derived
-        elif "defaults" in own and isinstance(own["defaults"], dict):
-            parent = declared(cls.__mro__[1])  # what would govern the class without its own dict
-            if parent is not None and set(own["defaults"]) == set(parent.model_fields):
-                try:
-                    cls.Params = parent.with_defaults(**own["defaults"])
-                except TypeError:  # a default the parent's declaration refuses: infer, as before
-                    return
-                cls.defaults = Derived(own["defaults"])
 
 
 # ----------------------------------------------------------------------------- checking
@@ -218,98 +119,3 @@ def _same_type(default: Any, value: Any) -> bool:
     if isinstance(default, (list, tuple)):
         return isinstance(value, (list, tuple))
     return isinstance(value, type(default))
-
-
-# ----------------------------------------------------------------------------- documentation
-@dataclass(frozen=True)
-class ParamDoc:
-    """One parameter as `bench list --params` shows it."""
-
-    name: str
-    type: str  # int, float, bool, str, int or None, ...
-    default: Any
-    allowed: str  # [1, 95], one of 'l1', 'mse', > 0, any
-    help: str  # "" where the component declared none (a plain defaults dict)
-    rule: str  # what a message says it must be: "int in [1, 95]"
-
-    def line(self) -> str:
-        help_ = self.help or "(no help declared)"
-        return f"{self.name}: {self.type}, default {self.default!r}, allowed {self.allowed}; {help_}"
-
-
-def docs(cls: type) -> list[ParamDoc]:
-    """Every parameter of a component class, in declaration order."""
-    model = declared(cls)
-    if model is None:
-        out = []
-        for k, d in defaults_of(cls).items():
-            t = "any" if d is None else ("float" if isinstance(d, float) else type(d).__name__)
-            out.append(ParamDoc(k, t, d, "any" if d is None else f"any {t}", "",
-                                "anything" if d is None else f"{t} like its default {d!r}"))
-        return out
-    return [_doc(k, f) for k, f in model.model_fields.items()]
-
-
-def _doc(name: str, f: Any) -> ParamDoc:
-    ann, nullable = f.annotation, False
-    if get_origin(ann) in (Union, types.UnionType):
-        args = [a for a in get_args(ann) if a is not type(None)]
-        nullable = len(args) < len(get_args(ann))
-        ann = args[0] if len(args) == 1 else ann
-    if get_origin(ann) is Literal:
-        choices = get_args(ann)
-        t = type(choices[0]).__name__ if len({type(c) for c in choices}) == 1 else "any"
-        allowed = "one of " + ", ".join(repr(c) for c in choices)
-        rule = allowed
-    else:
-        t, bounds = _type_name(ann), _bounds(f.metadata)
-        odd = any(m == Odd for m in f.metadata)
-        where = f" in {bounds}" if bounds.startswith(("[", "(")) else f" {bounds}" if bounds else ""
-        rule = f"{'an odd ' if odd else ''}{t}{where}"
-        allowed = ", ".join(x for x in ("odd" if odd else "", bounds) if x) or ("True or False" if ann is bool else "any")
-    if nullable:
-        t, rule = f"{t} or None", f"{rule} or None"
-        allowed = allowed if allowed == "any" else f"{allowed} or None"
-    return ParamDoc(name, t, f.get_default(call_default_factory=True), allowed, f.description or "", rule)
-
-
-def _type_name(ann: Any) -> str:
-    if ann is Any:
-        return "any"
-    if isinstance(ann, type):
-        return ann.__name__
-    return str(ann).replace("typing.", "")
-
-
-def _bounds(metadata: list[Any]) -> str:
-    lo = hi = None
-    lo_open = hi_open = False
-    for m in metadata:
-        if isinstance(m, at.Ge):
-            lo, lo_open = m.ge, False
-        elif isinstance(m, at.Gt):
-            lo, lo_open = m.gt, True
-        elif isinstance(m, at.Le):
-            hi, hi_open = m.le, False
-        elif isinstance(m, at.Lt):
-            hi, hi_open = m.lt, True
-        elif isinstance(m, at.Interval):
-            if m.ge is not None:
-                lo, lo_open = m.ge, False
-            if m.gt is not None:
-                lo, lo_open = m.gt, True
-            if m.le is not None:
-                hi, hi_open = m.le, False
-            if m.lt is not None:
-                hi, hi_open = m.lt, True
-    if lo is not None and hi is not None:
-        return f"{'(' if lo_open else '['}{_num(lo)}, {_num(hi)}{')' if hi_open else ']'}"
-    if lo is not None:
-        return f"{'>' if lo_open else '>='} {_num(lo)}"
-    if hi is not None:
-        return f"{'<' if hi_open else '<='} {_num(hi)}"
-    return ""
-
-
-def _num(v: Any) -> str:
-    return f"{v:g}" if isinstance(v, float) else str(v)

@@ -126,7 +126,7 @@ def _trains_here(model: Any) -> bool:
     """Whether the model's class has its own `fit` (bench.api.IQAModel's does nothing):
     read off the class, so that this module needs no bench.api (which imports it)."""
     owner = next((c for c in type(model).__mro__ if "fit" in vars(c)), None)
-    return owner is not None and not (owner.__name__ == "IQAModel" and owner.__module__ == "bench.api")
+    return owner is not None and not (owner.__name__ == "IQAModel" and owner.__module__ == "bench.components")
 
 
 def resolve_weights(

@@ -12,8 +12,6 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
-import pytest
-
 ROOT = Path(__file__).resolve().parents[1]
 MAX_LINES = 300
 
@@ -131,19 +129,6 @@ def _long_modules() -> list[str]:
     return out
 
 
-# Over the limit when this test was written, each being reworked at the time; a module
-# leaves this list when it is split (the xfail below then passes: XPASS).
-STILL_LONG = {"bench/api.py", "bench/cli.py", "bench/datasets/embedded.py", "bench/datasets/files.py",
-              "bench/matrix.py", "bench/params.py"}
-
-
-def test_no_other_module_over_300_lines():
-    """Every module but those named in STILL_LONG is held to the limit now."""
-    long = [m for m in _long_modules() if m.split(" (")[0] not in STILL_LONG]
-    assert not long, f"modules over {MAX_LINES} lines: " + ", ".join(long)
-
-
-@pytest.mark.xfail(reason="over 300 lines still: " + ", ".join(sorted(STILL_LONG)), strict=False)
 def test_no_module_over_300_lines():
     long = _long_modules()
     assert not long, f"modules over {MAX_LINES} lines: " + ", ".join(long)

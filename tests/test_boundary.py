@@ -8,7 +8,8 @@ project (`bench`, `defenses`, `baselines`) only
 1. `bench.api`, and
 2. helper modules of its own plugin package: modules there that register no component
    (`bench.attacks._common`, `baselines._training`, `defenses/orthoflow/layers.py`, the
-   dataset helpers `bench.datasets.files`, `.roots`, `.checks`, `.sampling`).
+   dataset helpers `bench.datasets.files` with `.layouts` and `.scorefiles`, `.roots`,
+   `.checks`, `.sampling`).
 
 So no plugin imports bench's internals (store, runner, weights, gradients, ...), another
 plugin, or a module of another plugin package. A third-party plugin has no package of its
@@ -150,7 +151,7 @@ def test_every_name_in_api_all_is_importable_and_api_imports_no_plugin() -> None
             "from bench.api import *; "
             "plugins = sorted(m for m in sys.modules if m.startswith(('bench.models.', 'bench.attacks.', "
             "'defenses', 'baselines')) or m.startswith('bench.datasets.') and m.rsplit('.', 1)[1] not in "
-            "('files', 'roots', 'checks', 'sampling')); assert not plugins, plugins; "
+            "('files', 'layouts', 'scorefiles', 'roots', 'checks', 'sampling')); assert not plugins, plugins; "
             "assert 'pandas' not in before, 'bench.api alone imports pandas'")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=120,
                          check=False)

@@ -5,5 +5,6 @@ one broken loader cannot take the package down with it. None imports pyiqa at im
 
 `embedded` is built from photos inside installed packages; the others read a real
 dataset from a root folder (see `bench.datasets.roots`) in its official layout or pyiqa's.
-The shared helpers `files`, `roots`, `checks` and `sampling` register nothing.
+The shared helpers `files` (with `layouts` and `scorefiles`), `roots`, `checks` and `sampling`
+register nothing; nor do `_embedded_*`, the parts of `embedded`'s build.
 """

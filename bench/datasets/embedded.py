@@ -49,10 +49,6 @@ import json
 import logging
 import time
 import zipfile
-import zlib
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
-from importlib import metadata
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +68,9 @@ from bench.api import (
     warn,
 )
 from bench.api import stratified as _stratified
+from bench.datasets._embedded_distortions import DISTORTIONS, distort
+from bench.datasets._embedded_mos import _torch_threads, level_ordering, pseudo_mos
+from bench.datasets._embedded_sources import _candidates, _square, _version  # looked up here: tests swap _candidates
 
 log = logging.getLogger(__name__)
 
@@ -84,79 +83,8 @@ MIN_SIZE = 48  # pyiqa's VIF pyramid needs more than 32 px
 BUILD_THREADS = 1
 BUILD_COUNT = 0  # builds done in this process; tests use it to see the cache was reused
 
-_SKIMAGE_PHOTOS = (
-    "astronaut", "chelsea", "coffee", "rocket", "hubble_deep_field",
-    "immunohistochemistry", "retina", "stereo_motorcycle",
-)
-_TID_REFS = ("I03", "I04", "I06", "I08", "I19")
-_PYIQA_JPEG_DIR = "tests/test_efficiency_img_dir/"
 
-
-# ----------------------------------------------------------------------------- sources
-def _version(dist: str) -> str:
-    try:
-        return metadata.version(dist)
-    except metadata.PackageNotFoundError:
-        return "missing"
-
-
-def _skimage_loader(name: str) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        import skimage.data
-
-        img = getattr(skimage.data, name)()
-        return img[0] if isinstance(img, tuple) else img  # stereo pair: left view
-
-    return load
-
-
-def _file_loader(path: Path) -> Callable[[], np.ndarray]:
-    def load() -> np.ndarray:
-        from PIL import Image
-
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"))
-
-    return load
-
-
-def _candidates() -> Iterator[tuple[str, str, Callable[[], np.ndarray]]]:
-    """(name, package, loader) for every source we know of, present or not."""
-    for name in _SKIMAGE_PHOTOS:
-        yield name, "scikit-image", _skimage_loader(name)
-    try:
-        import matplotlib
-
-        hopper = Path(matplotlib.get_data_path()) / "sample_data" / "grace_hopper.jpg"
-    except ImportError:
-        hopper = Path("/nonexistent/grace_hopper.jpg")
-    yield "grace_hopper", "matplotlib", _file_loader(hopper)
-    try:  # the wheel's data files, found through its RECORD without importing pyiqa
-        dist = metadata.distribution("pyiqa")
-        files = sorted(str(f) for f in dist.files or [])
-        locate = dist.locate_file
-    except metadata.PackageNotFoundError:
-        files, locate = [], (lambda p: Path("/nonexistent") / p)
-    for ref in _TID_REFS:
-        yield f"tid2013_{ref.lower()}", "pyiqa", _file_loader(Path(locate(f"ResultsCalibra/ref_dir/{ref}.bmp")))
-    jpegs = [f for f in files if f.startswith(_PYIQA_JPEG_DIR) and f.lower().endswith(".jpg")]
-    for f in jpegs:
-        stem = Path(f).stem.lower().replace("__", "_")
-        yield f"pyiqa_{stem}", "pyiqa", _file_loader(Path(locate(f)))
-
-
-def _square(img: np.ndarray, size: int) -> np.ndarray:
-    from PIL import Image
-
-    if img.ndim != 3 or img.shape[2] < 3:
-        raise ValueError(f"not a colour image: shape {img.shape}")
-    h, w = img.shape[:2]
-    s = min(h, w)
-    top, left = (h - s) // 2, (w - s) // 2
-    crop = Image.fromarray(np.ascontiguousarray(img[top:top + s, left:left + s, :3]).astype(np.uint8))
-    return np.asarray(crop.resize((size, size), Image.Resampling.LANCZOS))
-
-
+# ----------------------------------------------------------------------------- references
 def load_references(size: int) -> tuple[list[str], np.ndarray, list[dict[str, str]]]:
     """The reference photos that load here, as (names, uint8 (N, size, size, 3), sources)."""
     names, images, sources = [], [], []
@@ -175,187 +103,6 @@ def load_references(size: int) -> tuple[list[str], np.ndarray, list[dict[str, st
             f"need at least {MIN_REFERENCES}. They ship with scikit-image, matplotlib and pyiqa: install those."
         )
     return names, np.stack(images), sources
-
-
-# ----------------------------------------------------------------------------- distortions
-def _pil(x: np.ndarray) -> Any:
-    from PIL import Image
-
-    return Image.fromarray(x)
-
-
-def _u8(x: np.ndarray) -> np.ndarray:
-    """Float image in [0, 1] (skimage's convention) back to uint8."""
-    return np.clip(np.round(np.asarray(x, np.float64) * 255.0), 0, 255).astype(np.uint8)
-
-
-def _gaussian_blur(x: np.ndarray, level: float, rng: np.random.Generator, scale: float) -> np.ndarray:
-    from skimage.filters import gaussian
-
-    return _u8(gaussian(x, sigma=level * scale, channel_axis=-1, preserve_range=False))
-
-
-def _motion_blur(x: np.ndarray, level: float, rng: np.random.Generator, scale: float) -> np.ndarray:
-    from scipy.ndimage import convolve1d
-
-    # Horizontal or vertical streak, direction drawn per (reference, type).
-    n = max(2, round(level * scale))
-    axis = int(rng.integers(0, 2))
-    return np.clip(np.round(convolve1d(x.astype(np.float64), np.full(n, 1.0 / n), axis=axis, mode="reflect")),
-                   0, 255).astype(np.uint8)
-
-
-def _gaussian_noise(x: np.ndarray, level: float, rng: np.random.Generator, scale: float) -> np.ndarray:
-    from skimage.util import random_noise
-
-    return _u8(random_noise(x, mode="gaussian", var=level, rng=rng))
-
-
-def _impulse_noise(x: np.ndarray, level: float, rng: np.random.Generator, scale: float) -> np.ndarray:
-    from skimage.util import random_noise
-
-    return _u8(random_noise(x, mode="s&p", amount=level, rng=rng))
-
-
-def _encode(x: np.ndarray, fmt: str, **kw: Any) -> np.ndarray:
-    from PIL import Image
-
-    buf = io.BytesIO()
-    _pil(x).save(buf, fmt, **kw)
-    buf.seek(0)
-    with Image.open(buf) as im:
-        return np.asarray(im.convert("RGB"))
-
-
-def _jpeg(x: np.ndarray, level: float, rng: np.random.Generator, scale: float) -> np.ndarray:
-    return _encode(x, "JPEG", quality=int(level))
-
-
-def _jpeg2000(x: np.ndarray, level: float, rng: np.random.Generator, scale: float) -> np.ndarray:
-    # Levels are target PSNRs (dB): a compression ratio would hit the codestream's
-    # ~270-byte floor at small sizes and stop degrading.
-    return _encode(x, "JPEG2000", quality_mode="dB", quality_layers=[level], irreversible=True)
-
-
-def _contrast(x: np.ndarray, level: float, rng: np.random.Generator, scale: float) -> np.ndarray:
-    from PIL import ImageEnhance
-
-    return np.asarray(ImageEnhance.Contrast(_pil(x)).enhance(level))
-
-
-def _saturation(x: np.ndarray, level: float, rng: np.random.Generator, scale: float) -> np.ndarray:
-    from PIL import ImageEnhance
-
-    return np.asarray(ImageEnhance.Color(_pil(x)).enhance(level))
-
-
-def _quantization(x: np.ndarray, level: float, rng: np.random.Generator, scale: float) -> np.ndarray:
-    # Median-cut palette, no dithering (Pillow dithers only with a given palette).
-    return np.asarray(_pil(x).quantize(colors=int(level)).convert("RGB"))
-
-
-def _pixelate(x: np.ndarray, level: float, rng: np.random.Generator, scale: float) -> np.ndarray:
-    from PIL import Image
-
-    im = _pil(x)
-    small = max(2, round(x.shape[1] / level))
-    return np.asarray(im.resize((small, small), Image.Resampling.BOX).resize(im.size, Image.Resampling.NEAREST))
-
-
-def _gamma(x: np.ndarray, level: float, rng: np.random.Generator, scale: float) -> np.ndarray:
-    from skimage.exposure import adjust_gamma
-
-    return adjust_gamma(x, gamma=level)
-
-
-# name -> (function, 5 levels from mild to severe)
-DISTORTIONS: dict[str, tuple[Callable[..., np.ndarray], tuple[float, ...]]] = {
-    "blur": (_gaussian_blur, (1.0, 1.6, 2.4, 3.6, 5.4)),
-    "motion": (_motion_blur, (4, 7, 11, 16, 24)),
-    "noise": (_gaussian_noise, (0.001, 0.003, 0.008, 0.02, 0.05)),
-    "impulse": (_impulse_noise, (0.005, 0.015, 0.04, 0.08, 0.15)),
-    "jpeg": (_jpeg, (50, 25, 12, 6, 2)),
-    "jpeg2000": (_jpeg2000, (32, 29, 26, 23, 20)),
-    "contrast": (_contrast, (0.75, 0.55, 0.4, 0.25, 0.12)),
-    "saturation": (_saturation, (0.6, 0.4, 0.2, 0.1, 0.0)),
-    "quantization": (_quantization, (64, 32, 16, 8, 4)),
-    "pixelate": (_pixelate, (2, 3, 4, 6, 8)),
-    "brighten": (_gamma, (0.8, 0.65, 0.5, 0.38, 0.28)),
-    "darken": (_gamma, (1.25, 1.6, 2.0, 2.6, 3.4)),
-}
-
-
-def distort(ref: np.ndarray, ref_name: str, kind: str, level: int) -> np.ndarray:
-    """Apply distortion `kind` at `level` (1..5) to a uint8 (H, W, 3) reference."""
-    fn, levels = DISTORTIONS[kind]
-    type_index = list(DISTORTIONS).index(kind)
-    # Same draw at every level (one noise pattern, one streak direction, growing), so
-    # that levels differ only in strength.
-    rng = np.random.default_rng([zlib.crc32(ref_name.encode()), type_index])
-    scale = ref.shape[0] / 96.0
-    out = fn(ref, levels[level - 1], rng, scale)
-    assert out.shape == ref.shape and out.dtype == np.uint8, (kind, out.shape, out.dtype)
-    return out
-
-
-# ----------------------------------------------------------------------------- pseudo-MOS
-@contextmanager
-def _torch_threads(n: int) -> Iterator[None]:
-    old = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(old)
-
-
-def pseudo_mos(dist: np.ndarray, ref: np.ndarray, batch: int = 32) -> np.ndarray:
-    """Pseudo-MOS (0..100, higher better) of uint8 (N, H, W, 3) images against their refs."""
-    # shown before pyiqa is imported (~3 s), so that no silent gap follows the distortions
-    bar = progress(total=len(dist), desc="embedded: building pseudo-MOS", unit="img")
-    import pyiqa  # lazily: it is slow to import and only the build needs it
-
-    def t(a: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(a).permute(0, 3, 1, 2).float().div(255.0)
-
-    from pyiqa.archs.func_util import preprocess_rgb
-    from pyiqa.archs.ssim_arch import ssim
-
-    def ssim32(d: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        # pyiqa's SSIM metric, minus its cast to float64, whose conv is ~15x slower on CPU.
-        y = [preprocess_rgb(v, test_y_channel=True, data_range=255, color_space="yiq") for v in (d, r)]
-        return ssim(y[0], y[1], data_range=255)
-
-    metrics: dict[str, Callable[[torch.Tensor, torch.Tensor], torch.Tensor]] = {
-        n: pyiqa.create_metric(n, device="cpu") for n in ("fsim", "vif", "gmsd")
-    }
-    metrics["ssim"] = ssim32
-    raw: dict[str, list[np.ndarray]] = {n: [] for n in metrics}
-    with torch.no_grad(), bar:
-        for i in range(0, len(dist), batch):
-            d, r = t(dist[i:i + batch]), t(ref[i:i + batch])
-            for n, m in metrics.items():
-                raw[n].append(m(d, r).double().reshape(-1).numpy())
-            bar.update(len(d))
-    s = {n: np.concatenate(v) for n, v in raw.items()}
-    q = (np.clip((s["fsim"] - 0.5) / 0.5, 0, 1) + np.clip(s["ssim"], 0, 1)
-         + np.clip(s["vif"], 0, 1) + np.clip(1 - s["gmsd"] / 0.35, 0, 1)) / 4
-    return np.round(100.0 * q, 3).astype(np.float32)
-
-
-def level_ordering(refs: np.ndarray, types: np.ndarray, levels: np.ndarray, mos: np.ndarray) -> dict[str, float]:
-    """Mean Spearman(level, pseudo-MOS) within each (reference, type), overall and by type."""
-    from scipy.stats import spearmanr
-
-    by_type: dict[str, list[float]] = {}
-    for r in np.unique(refs):
-        for k in np.unique(types[types != "reference"]):
-            m = (refs == r) & (types == k)
-            rho = spearmanr(levels[m], mos[m]).statistic
-            by_type.setdefault(str(k), []).append(0.0 if np.isnan(rho) else float(rho))  # ties: no order
-    out = {"mean": round(float(np.mean([v for vs in by_type.values() for v in vs])), 4)}
-    out.update({k: round(float(np.mean(v)), 4) for k, v in sorted(by_type.items())})
-    return out
 
 
 # ----------------------------------------------------------------------------- build and cache

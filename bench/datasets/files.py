@@ -1,18 +1,8 @@
 """What every real dataset loader shares: finding its root, recognising the layout it
 was extracted in, reading score files into one table, and building lazy splits.
 
-A loader declares one `Layout` per way the dataset is distributed (the official release,
-pyiqa's meta-info CSV), each with the files that must be there and a function that reads
-them into a table with one row per distorted image:
-
-    name       the image as the score file names it ("10004473376.jpg", "jp2k/img1.bmp")
-    image      its path on disk
-    mos        its score, on the dataset's own scale
-    ref        its reference image's name; the image's own name for authentic sets
-    ref_image  the reference's path on disk, or None
-
-Reading the table opens no image: it is one score file and one directory listing per
-image folder (a 10,073-row KonIQ-10k list reads in well under a second).
+The layouts and their table are in `bench.datasets.layouts`, the score-file readers in
+`bench.datasets.scorefiles`; both are re-exported here, where `FileDataset` uses them.
 
 When decoding is checked: `split` checks exactly the images it returns, once, before any
 model sees them. With `verify = "decode"` (the default) each is opened and decoded at a
@@ -28,9 +18,6 @@ header, and converted on load as `bench.images.load_image` documents. A stratifi
 
 from __future__ import annotations
 
-import os
-from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal
 
@@ -40,201 +27,38 @@ import torch
 
 from bench.api import (
     MIN_SIDE,
-    BenchError,
     Field,
     ImageError,
     IQADataset,
     IQASplit,
     LazyImages,
     Params,
-    quoted,
     warn,
 )
 from bench.datasets.checks import check_files
+from bench.datasets.layouts import (  # noqa: F401 - all importable from here, as before they moved
+    FileIndex,
+    Layout,
+    present,
+    pyiqa_fr,
+    pyiqa_nr,
+    table,
+)
 from bench.datasets.roots import CONFIG_NAME, DataRootError, env_var, find_root
 from bench.datasets.sampling import split_groups, stratified
+from bench.datasets.scorefiles import (  # noqa: F401 - all importable from here, as before they moved
+    ONLY_EMPTY_IS_MISSING,
+    ScoreFileError,
+    numbers,
+    read_csv,
+    read_excel,
+    read_mat,
+    require_columns,
+)
 
 VERIFY_MODES = ("decode", "header")
 
 
-class ScoreFileError(BenchError):
-    """A score file (or the images it lists) that does not match the official format."""
-
-    exit_code = 2
-
-
-@dataclass(frozen=True)
-class Layout:
-    """One way a dataset is laid out under its root.
-
-    `needs`: paths relative to the root that must exist (folders end in "/"; "a/|b/"
-    means either). `read(root)` returns the table described in the module docstring.
-    """
-
-    name: str
-    needs: tuple[str, ...]
-    read: Callable[[Path], pd.DataFrame]
-
-    def missing(self, root: Path) -> list[str]:
-        return [need for need in self.needs if not any((root / alt).exists() for alt in need.split("|"))]
-
-
-def present(root: Path, need: str) -> Path:
-    """The first alternative of a layout's `need` ("a/|b/") present under root."""
-    return next((root / alt for alt in need.split("|") if (root / alt).exists()), root / need.split("|")[0])
-
-
-# ----------------------------------------------------------------------------- reading score files
-# Only an empty field is missing: "n/a", "NaN" or "-" stay the text they are, so that a
-# score that is not a number is reported as it is written in the file (pandas' default
-# list would turn them into NaN before anyone could say what was there).
-ONLY_EMPTY_IS_MISSING = {"keep_default_na": False, "na_values": [""]}
-
-
-def read_csv(path: Path, dataset: str, columns: Iterable[str] = (), **kw: Any) -> pd.DataFrame:
-    """pandas.read_csv, with a bad or incomplete file reported by dataset and path."""
-    try:
-        df = pd.read_csv(path, **{**ONLY_EMPTY_IS_MISSING, **kw})
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError, ValueError) as e:
-        raise ScoreFileError(f"dataset '{dataset}': score file '{path}' cannot be read ({type(e).__name__}: "
-                             f"{str(e).strip()}); replace it with the file from the official release") from None
-    return require_columns(df, columns, path, dataset)
-
-
-def read_excel(path: Path, dataset: str, columns: Iterable[str] = (), **kw: Any) -> pd.DataFrame:
-    """pandas.read_excel (openpyxl), with errors reported like read_csv's."""
-    try:
-        df = pd.read_excel(path, engine="openpyxl", **{**ONLY_EMPTY_IS_MISSING, **kw})
-    except ImportError:
-        raise ScoreFileError(f"dataset '{dataset}': reading '{path}' needs openpyxl: pip install openpyxl") from None
-    except (OSError, ValueError, KeyError, Exception) as e:  # noqa: BLE001 - openpyxl raises many kinds
-        raise ScoreFileError(f"dataset '{dataset}': spreadsheet '{path}' cannot be read ({type(e).__name__}: "
-                             f"{str(e).strip()}); replace it with the file from the official release") from None
-    return require_columns(df, columns, path, dataset)
-
-
-def read_mat(path: Path, dataset: str, key: str) -> np.ndarray:
-    """One variable of a MATLAB file (scipy.io.loadmat), reported by name when absent."""
-    from scipy.io import loadmat
-
-    try:
-        data = loadmat(path)
-    except (OSError, ValueError, TypeError, NotImplementedError) as e:
-        raise ScoreFileError(f"dataset '{dataset}': MATLAB file '{path}' cannot be read ({type(e).__name__}: "
-                             f"{e}); replace it with the file from the official release") from None
-    if key not in data:
-        found = ", ".join(k for k in data if not k.startswith("__")) or "none"
-        raise ScoreFileError(f"dataset '{dataset}': '{path}' has no variable '{key}' (found: {found}); "
-                             f"it is not the official file")
-    return data[key]
-
-
-def require_columns(df: pd.DataFrame, columns: Iterable[str], path: Path, dataset: str) -> pd.DataFrame:
-    missing = [c for c in columns if c not in df.columns]
-    if missing:
-        raise ScoreFileError(f"dataset '{dataset}': '{path}' lacks column(s) {', '.join(map(repr, missing))} "
-                             f"(has: {', '.join(map(str, df.columns))}); it is not the official file")
-    return df
-
-
-def numbers(values: Any, path: Path, dataset: str, what: str = "score", first_line: int = 2,
-            lines: Iterable[int] | None = None) -> np.ndarray:
-    """Scores as float64. The first entry that is not a finite number is reported with
-    the text found there and where: its line (text files), row (spreadsheets) or entry
-    (MATLAB files), counted from `first_line` or given per entry in `lines`."""
-    s = pd.Series(np.asarray(values).ravel())
-    out = pd.to_numeric(s, errors="coerce")
-    bad = np.flatnonzero(out.isna().to_numpy() | ~np.isfinite(out.to_numpy(dtype=float, na_value=np.nan)))
-    if len(bad):
-        i = int(bad[0])
-        suffix = Path(path).suffix.lower()
-        unit = "entry" if suffix == ".mat" else "row" if suffix in (".xlsx", ".xls") else "line"
-        where = list(lines)[i] if lines is not None else i + first_line
-        n = f"{len(bad)} such entr{'y' if len(bad) == 1 else 'ies'}"
-        raise ScoreFileError(f"dataset '{dataset}': {what} at {unit} {where} of '{path}' is not a number: found "
-                             f"{_found(s.iloc[i], suffix == '.mat')} ({n}); fix the file or re-download it")
-    return out.to_numpy(dtype=np.float64)
-
-
-def _found(value: Any, binary: bool) -> str:
-    """What a score file holds where a number should be, as its user would recognise it:
-    the text quoted; in a text file or spreadsheet a missing value is an empty field; a
-    MATLAB file holds numbers, so there it is NaN or inf as stored."""
-    if isinstance(value, str):
-        return quoted(value) if value.strip() else f"{quoted(value)} (blank)"
-    try:
-        number = float(value)
-    except (TypeError, ValueError):
-        return quoted(value)
-    if np.isnan(number):
-        return "NaN" if binary else "an empty field"
-    return str(number)
-
-
-# ----------------------------------------------------------------------------- finding the images
-class FileIndex:
-    """The files under a folder, found by their relative path or, failing that, their
-    base name, both case-insensitively (TID2013 lists `i01_01_1.bmp` for `I01_01_1.BMP`;
-    PIPAL's distorted images sit in several `Distortion_*` folders). By base name only
-    where the folders the name lists do not contradict the file's: LIVE's `jpeg/img5.bmp`
-    is never `jp2k/img5.bmp`, even when it is the only img5.bmp left. One listing, no stat
-    per file."""
-
-    def __init__(self, folders: Iterable[Path], recursive: bool = False) -> None:
-        self.folders = list(folders)
-        self._by_rel: dict[str, str] = {}
-        self._by_base: dict[str, str] = {}  # base name -> its relative path
-        for folder in self.folders:
-            for path in _walk(folder, recursive):
-                rel = os.path.relpath(path, folder).replace(os.sep, "/").lower()
-                self._by_rel.setdefault(rel, path)
-                base = rel.rsplit("/", 1)[-1]
-                # A base name found twice is ambiguous: only its full relative path finds it.
-                self._by_base[base] = "" if base in self._by_base else rel
-
-    def get(self, name: str) -> str | None:
-        key = name.replace("\\", "/").lower()
-        if key in self._by_rel:
-            return self._by_rel[key]
-        rel = self._by_base.get(key.rsplit("/", 1)[-1])
-        if not rel or not (f"/{key}".endswith(f"/{rel}") or f"/{rel}".endswith(f"/{key}")):
-            return None
-        return self._by_rel[rel]
-
-    def locate(self, names: Iterable[str], listed_in: Path, dataset: str) -> list[str]:
-        """Paths of `names`; all absent ones are reported together, by name."""
-        names = list(names)
-        paths = [self.get(n) for n in names]
-        missing = [n for n, p in zip(names, paths, strict=True) if p is None]
-        if missing:
-            where = ", ".join(f"'{f}'" for f in self.folders)
-            raise ScoreFileError(
-                f"dataset '{dataset}': {len(missing)} of {len(names)} image(s) listed in '{listed_in}' are not in "
-                f"{where} (first: {', '.join(missing[:3])}); the download is incomplete: extract the archive again")
-        return paths  # type: ignore[return-value]
-
-
-def _walk(folder: Path, recursive: bool) -> Iterable[str]:
-    if not recursive:
-        with os.scandir(folder) as it:
-            yield from (e.path for e in it if e.is_file())
-        return
-    for dirpath, _, files in os.walk(folder):
-        yield from (os.path.join(dirpath, f) for f in files)
-
-
-def table(names: Iterable[str], images: list[str], mos: np.ndarray, refs: Iterable[str] | None = None,
-          ref_images: list[str] | None = None) -> pd.DataFrame:
-    """The loaders' common table (see the module docstring)."""
-    names = [str(n) for n in names]
-    return pd.DataFrame({
-        "name": names, "image": images, "mos": np.asarray(mos, dtype=np.float64),
-        "ref": names if refs is None else [str(r) for r in refs],
-        "ref_image": [None] * len(names) if ref_images is None else ref_images,
-    })
-
-
-# ----------------------------------------------------------------------------- the base class
 class FileDataset(IQADataset):
     """A dataset read from files under a root folder; subclasses declare `layouts`.
 
@@ -388,44 +212,3 @@ def skipped_line(dataset: str, side: str, reasons: list[str], shown: int = 3) ->
     more = f"; and {n - shown} more, listed in each record's data notes" if n > shown else ""
     return (f"dataset '{dataset}': skipped {n} file{'s' if n != 1 else ''} of the {side} split "
             f"({'; '.join(reasons[:shown])}{more})")
-
-
-# ----------------------------------------------------------------------------- pyiqa's layout
-# pyiqa (0.1.16, `pyiqa/default_dataset_configs.yml`) keeps every dataset under one
-# `datasets/` folder: score tables in `meta_info/meta_info_<Name>Dataset.csv` (downloaded
-# from the Hugging Face repo chaofengc/IQA-PyTorch-Datasets-metainfo), images in the
-# dataset's own folder. Its GeneralNRDataset reads columns by position (0: image, 1: MOS)
-# and its GeneralFRDataset likewise (0: reference, 1: distorted image, 2: MOS); so do these.
-def pyiqa_nr(dataset: str, meta: str, images: str, skip: int = 0) -> Layout:
-    """pyiqa's no-reference layout: root is pyiqa's `datasets/` folder."""
-    csv = f"meta_info/{meta}"
-
-    def read(root: Path) -> pd.DataFrame:
-        df = read_csv(root / csv, dataset).iloc[skip:]
-        if df.shape[1] < 2:
-            raise ScoreFileError(f"dataset '{dataset}': '{root / csv}' needs an image and a MOS column")
-        names = df.iloc[:, 0].astype(str)
-        mos = numbers(df.iloc[:, 1], root / csv, dataset, first_line=2 + skip)
-        folder = present(root, images)
-        return table(names, FileIndex([folder], recursive=True).locate(names, root / csv, dataset), mos)
-
-    return Layout("pyiqa", (csv, images), read)
-
-
-def pyiqa_fr(dataset: str, meta: str, images: str, refs: str | None = None) -> Layout:
-    """pyiqa's full-reference layout: root is pyiqa's `datasets/` folder; references are
-    looked up in `refs` (or beside the images where pyiqa names them so, as for LIVE)."""
-    csv = f"meta_info/{meta}"
-
-    def read(root: Path) -> pd.DataFrame:
-        df = read_csv(root / csv, dataset)
-        if df.shape[1] < 3:
-            raise ScoreFileError(f"dataset '{dataset}': '{root / csv}' needs reference, image and MOS columns")
-        ref_names, names = df.iloc[:, 0].astype(str), df.iloc[:, 1].astype(str)
-        mos = numbers(df.iloc[:, 2], root / csv, dataset)
-        dist = FileIndex([root / images], recursive=True)
-        ref_index = dist if refs is None else FileIndex([root / refs], recursive=True)
-        return table(names, dist.locate(names, root / csv, dataset), mos, ref_names,
-                     ref_index.locate(ref_names, root / csv, dataset))
-
-    return Layout("pyiqa", (csv, images) + ((refs,) if refs else ()), read)
