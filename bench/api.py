@@ -45,7 +45,8 @@ from bench.progress import note, progress, training_step
 from bench.registry import Registry
 from bench.store import atomic_write
 from bench.training import finetune, require_trainable, train_loop  # the one training loop
-from bench.weights import cache_dir
+from bench.download import download
+from bench.weights import cache_dir, digest_files, file_sha256, read_checkpoint, refusal
 
 if TYPE_CHECKING:
     from bench.datasets.files import (
@@ -102,13 +103,16 @@ __all__ = [
     "StraightThroughRounding",  # torch function mode: rounding keeps its value, passes the gradient
     "WeightsMissingError",  # a learned model's weights are not here (it is never run with random ones)
     "atomic_write",  # write a (cache) file whole or not at all: temporary file, fsync, rename
-    "cache_dir",  # the cache folder for built data and fitted things: $BENCH_CACHE (~/.cache/iqa-bench)
+    "cache_dir",
+    "digest_files",
+    "download",  # a published file into its cache folder (progress, atomic), or why not  # one sha256 for a model's published files (the file's own when there is one)  # the cache folder for built data and fitted things: $BENCH_CACHE (~/.cache/iqa-bench)
     "check_image",  # open (and decode) one file: the conversion load_image applies, or ImageError
     "create_attack",
     "create_dataset",
     "create_defense",
     "create_model",
     "env_var",  # the environment variable holding a dataset's root: BENCH_DATA_<NAME>
+    "file_sha256",  # a file's sha256, recorded with every weights file a cell used
     "find_root",  # (root, where it was configured) for a dataset name; (None, places looked)
     "finetune",
     "load_image",
@@ -123,6 +127,8 @@ __all__ = [
     "read_csv",  # pandas.read_csv; a bad file or a missing column reported by dataset and path
     "read_excel",  # pandas.read_excel (openpyxl), errors reported like read_csv's
     "read_mat",  # one variable of a MATLAB file, reported by name when absent
+    "read_checkpoint",  # what a checkpoint holds, read weights_only (a file with pickled objects is refused)
+    "refusal",  # the one-line reason a checkpoint carrying pickled objects is not loaded, with the fix
     "register_attack",
     "register_dataset",
     "register_defense",

@@ -89,6 +89,12 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--device", default="cpu")
     plugin_arg(sp)
 
+    sp = sub.add_parser("weights", help="download (online) or list (offline) every published file a matrix's "
+                        "models read, with sizes")
+    sp.add_argument("--matrix", required=True, help="built-in name (quick, full, paper) or path of a TOML file")
+    sp.add_argument("--list", action="store_true", help="only list them, download nothing")
+    plugin_arg(sp)
+
     sp = sub.add_parser("perf", help="measure the benchmark's speed here; last line is one JSON object")
     sp.add_argument("--results", default="results", help="store whose runs.jsonl may hold a complete cold full run")
     sp.add_argument("--workdir", help="scratch folder (default: a new temporary one)")
@@ -112,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
             for name in apply_cli_roots(args.data_root):  # into the environment: workers inherit it
                 DATASETS.get(name)  # a misspelt name is an error, not a root nobody reads
         return {"list": cmd_list, "run": cmd_run, "export": cmd_export, "site": cmd_site,
-                "score": cmd_score, "train": cmd_train, "perf": cmd_perf}[args.command](args)
+                "score": cmd_score, "train": cmd_train, "perf": cmd_perf,
+                "weights": cmd_weights}[args.command](args)
     except BenchError as e:
         print(f"error: {e}", file=sys.stderr)
         return e.exit_code
@@ -199,6 +206,26 @@ def cmd_train(args: argparse.Namespace) -> int:
                                  Spec("dataset", args.dataset, dict(dcls.defaults), dcls.info.version))
     print({k: v for k, v in source.items() if k != "params"})
     return 0
+
+
+def cmd_weights(args: argparse.Namespace) -> int:
+    """One line per file: model, file, size, where it is (or why it is not); exit 1 when a
+    file is still missing, so that provisioning scripts stop there."""
+    from bench import weightcheck
+    from bench.matrix import load_matrix
+    from bench.plugins import load_plugins
+
+    load_plugins(args.plugin)
+    files = weightcheck.needed(load_matrix(args.matrix))
+    missing = {} if args.list else weightcheck.fetch(files)
+    for row in weightcheck.table(files):
+        size = f"{row['bytes'] / 1e6:9.1f} MB" if row["bytes"] is not None else "     size ?"
+        where = row["path"] if row["present"] else f"MISSING: {missing.get(row['path'], 'not downloaded (--list)')}; " \
+                                                     f"published at {row['url']}, belongs at {row['path']}"
+        print(f"{row['model']:22s} {row['file']:40s} {size}  {where}")
+    if not files:
+        print("the matrix's models read no published files")
+    return 1 if any(not r["present"] for r in weightcheck.table(files)) else 0
 
 
 def cmd_perf(args: argparse.Namespace) -> int:

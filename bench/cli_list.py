@@ -5,6 +5,7 @@ and, with --params, its parameters; apart from `bench.cli`, which parses and dis
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -41,6 +42,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def describe(kind: str, cls: type) -> str:
     i = cls.info
     if kind == "models":
+        if i.unavailable:
+            return f"{i.name:20s} not run here: {i.unavailable}"
         grad = "differentiable" if i.differentiable else f"gradient via {i.gradient_surrogate or 'none'}"
         where = i.weights
         if i.kind == "learned":
@@ -64,6 +67,15 @@ def weights_status(cls: type) -> str:
     from bench.weights import cache_dir
 
     name = cls.info.name
+    files = cls.published_files()
+    if files:
+        here = [f for f in files if f["present"]]
+        size = sum(f["bytes"] for f in here) / 1e6
+        if len(here) == len(files):
+            return f"present: {len(files)} published file(s), {size:.0f} MB"
+        gone = [f for f in files if not f["present"]]
+        return (f"{len(here)} of {len(files)} published file(s) here; missing {', '.join(Path(f['path']).name for f in gone)}"
+                f": `bench weights --matrix M` downloads them into {Path(gone[0]['path']).parent}")
     present = cls.pretrained_weights() or next(iter((cache_dir() / "models").glob(f"{name}-*.json")), None)
     if present:
         return f"present: {present}"

@@ -34,12 +34,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         switch_off()
     if args.jobs < 1:
         raise BenchError(f"--jobs must be at least 1, got {args.jobs}")
-    store = ResultsStore(args.results)
-    store.check_writable()
     load_plugins(args.plugin)
     _warn_broken_plugins()
-    matrix = load_matrix(args.matrix)
+    matrix = load_matrix(args.matrix)  # a bad matrix, data root or weights file: nothing created or written
     check_before_run(matrix, args.backend)
+    store = ResultsStore(args.results)
+    store.check_writable()
     device = _device(args.device)
     limits = Limits(seconds=args.cell_timeout or None, max_rss_gb=_memory_limit(args.max_memory_gb, args.jobs))
     with RunLock(store.root, wait=args.wait) as lock:

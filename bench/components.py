@@ -94,6 +94,27 @@ class IQAModel(Parametrized, nn.Module):
         """Path of published weights present on this machine, if any."""
         return None
 
+    def load_weights(self, path: str) -> None:
+        """Load a checkpoint given as `weights`: a state_dict of this model (or of its `net`),
+        read weights_only. Override where a release stores more than the state (e.g. a
+        map onto the MOS scale beside it)."""
+        from bench.weights import load_into
+
+        load_into(self, path, f"model '{self.info.name}'")
+
+    @classmethod
+    def published_files(cls) -> list[dict[str, Any]]:
+        """The published files this model reads when given no `weights` ("url", "path",
+        "present", "bytes" each), known without building it: for `bench weights` and the
+        check before a run. Default: none."""
+        return []
+
+    def weights_source(self) -> dict[str, Any] | None:
+        """Where the parameters came from when the model loaded them itself while being
+        built (pyiqa's zoo: several published files), with "source", "path", "sha256";
+        None (the default): the runner gives it its weights."""
+        return None
+
 
 # ----------------------------------------------------------------------------- defenses
 class Defense(Parametrized):

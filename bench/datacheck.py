@@ -67,12 +67,32 @@ def check_data(matrix: Matrix) -> None:
     raise DataCheckError(f"{problems[0][1]}{more}", matrix.name)
 
 
+def check_inputs(matrix: Matrix) -> None:
+    """Fetch the published files the matrix's models read (online); raise DataCheckError
+    naming every one that cannot be had, with its address and folder, together with any
+    unreadable data root: one message for everything missing."""
+    from bench import weightcheck
+
+    files = weightcheck.needed(matrix)
+    problems = [p for p in [weightcheck.missing_message(files, weightcheck.fetch(files))] if p]
+    problems += weightcheck.given_missing(matrix)
+    problem = "; ".join(problems) or None
+    try:
+        check_data(matrix)
+    except DataCheckError as e:
+        if problem is None:
+            raise
+        problem = f"{problem}; and {e.problem}"
+    if problem is not None:
+        raise DataCheckError(problem, matrix.name)
+
+
 def check_before_run(matrix: Matrix, backend: str = "local") -> None:
     """`bench run`'s check, before the lock is taken or any record written: raise
     DataCheckError (one line, exit status 2). On a Dask cluster the workers may see data
     this machine does not, so there it is a warning on stderr and the run goes on."""
     try:
-        check_data(matrix)
+        check_inputs(matrix)
     except DataCheckError as e:
         if backend != "dask":
             raise

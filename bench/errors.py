@@ -39,7 +39,9 @@ class UnknownNameError(BenchError, KeyError):
         known = sorted(known)
         close = difflib.get_close_matches(name, known, n=3, cutoff=0.5)
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        msg = f"unknown {kind} {quoted(name)}{hint} (known: {', '.join(known) or 'none'})"
+        # a long list (the model zoo) is named by count: `bench list` shows it, a line would not
+        names = ', '.join(known) if len(known) <= 20 else f"{len(known)} names, see `bench list {kind}s`"
+        msg = f"unknown {kind} {quoted(name)}{hint} (known: {names or 'none'})"
         if extra:
             msg += f"; {extra}"
         super().__init__(msg)

@@ -118,6 +118,9 @@ def _check_gradients(where: str, models: list[Spec], attacks: list[Spec], model_
         if m.name not in model_reg:
             continue  # its plugin failed to load: its cells fail with that error
         info = model_reg.get(m.name).info
+        if info.unavailable:
+            raise MatrixError(f"{where}: model '{m.name}' cannot be run here: {info.unavailable}; remove it from "
+                              "the matrix (`bench list models` shows which can)")
         if info.differentiable or info.gradient_surrogate:
             continue
         needing = [a.name for a in attacks if a.name in attack_reg and attack_reg.get(a.name).info.needs_gradients]

@@ -38,6 +38,9 @@ class ModelInfo(_Info):
     input_size: tuple[int, int] | None = None  # (H, W) it is designed for; None: any
     min_size: int = 1  # smallest side it accepts
     weights: str = "none needed"  # where the parameters come from
+    # Why it cannot be run here (e.g. an LLM scored at batch size 1): listed, never silently
+    # missing, and refused when a matrix names it. None: it can be run.
+    unavailable: str | None = None
 
 
 @dataclass(frozen=True)

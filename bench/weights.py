@@ -38,7 +38,17 @@ def file_sha256(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+def digest_files(files: list[dict[str, Any]]) -> str:
+    """One sha256 for a set of weights files ({"sha256": ...} each): a lone file's own, so
+    that a model with one published file is recorded exactly as before."""
+    if len(files) == 1:
+        return files[0]["sha256"]
+    return hashlib.sha256("".join(f["sha256"] for f in files).encode()).hexdigest()
+
+
+def read_checkpoint(path: str | Path) -> Any:
+    """What a checkpoint file holds, read with `weights_only=True` (tensors, numbers,
+    strings, containers), or from safetensors; a file with pickled objects is refused."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint '{path}' does not exist")
@@ -47,12 +57,16 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
 
         return load_file(str(path))
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
+        return torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as e:
         raise CheckpointError(refusal(path, e)) from None
     except Exception as e:  # noqa: BLE001 - torch.load raises many kinds
         raise CheckpointError(f"checkpoint {quoted(path)} cannot be read ({type(e).__name__}: {_first_line(e)}); "
                               "give a state_dict saved with torch.save or a .safetensors file") from None
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    obj = read_checkpoint(path)
     for key in ("params", "state_dict", "model"):  # common wrappers (pyiqa uses "params")
         if isinstance(obj, dict) and key in obj and isinstance(obj[key], dict):
             obj = obj[key]
@@ -140,8 +154,11 @@ def resolve_weights(
     info = model.info
     given = model.params.get("weights")
     if given:
-        load_into(model, given, f"model '{info.name}'")
+        model.load_weights(given)
         return {"source": "local file", "path": str(given), "sha256": file_sha256(given)}
+    built_with = model.weights_source()
+    if built_with:
+        return built_with
     published = model.pretrained_weights()
     if published:
         load_into(model, published, f"model '{info.name}'")
