@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from torch import Tensor
+from torch import Tensor, nn
 
 from bench.api import (
     MODELS, Field, IQAModel, ModelInfo, NotApplicable, Params, WeightsMissingError, digest_files, register_model,
@@ -55,6 +55,7 @@ class PyiqaModel(IQAModel):
             opts[CROPS_224[e.arch]] = self.params["crops"]
         self.built: Built = build_network(e.arch, opts, e.name, random_weights=random_weights_on() or bool(self.params["weights"]))
         self.net = self.built.net.eval()
+        _detach_constants(self.net)
         if self.built.uncovered:
             raise WeightsMissingError(
                 f"model '{e.name}': its published files leave {len(self.built.uncovered)} entries of the network "
@@ -76,6 +77,16 @@ class PyiqaModel(IQAModel):
             return None
         return {"source": "published (pyiqa)", "path": files[0]["path"], "sha256": digest_files(files),
                 "files": files, "trained_on": trained_on(self.entry)}
+
+
+def _detach_constants(net: nn.Module) -> None:
+    """Tensors a constructor computed and kept as plain attributes (LIQE's text features,
+    made by CLIP's text tower with autograd on) are constants: detached, so that the
+    network can be copied (each defense transforms a copy) and nothing trains them."""
+    for module in net.modules():
+        for name, value in list(vars(module).items()):
+            if isinstance(value, Tensor) and value.grad_fn is not None:
+                setattr(module, name, value.detach())
 
 
 def _register(entry: ZooEntry) -> None:

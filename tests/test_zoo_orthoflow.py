@@ -1,0 +1,56 @@
+"""The orthogonal-flow defense on the zoo's backbones, with random weights at small sizes:
+a ResNet-50 model (ARNIQA) and a ViT (MANIQA, ViT-B/8: the block follows its patch-embedding
+convolution) are transformed and fine-tuned briefly, then score and differentiate; where
+the method cannot apply (CLIP-IQA keeps its network outside the module tree), the cell is
+skipped with the reason."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.api import DEFENSES, MODELS, FitContext, IQASplit, NotApplicable
+from bench.models.pyiqa_zoo.build import random_weights
+
+
+def _fit(name: str, defense: str, size: int, **model_params) -> tuple[torch.nn.Module, dict]:
+    torch.manual_seed(0)
+    with random_weights():
+        model = MODELS.create(name, **model_params).eval()
+    d = DEFENSES.create(defense, epochs=1, batch_size=2)
+    defended = d.transform(model)
+    split = IQASplit(torch.rand(2, 3, size, size), torch.rand(2), ["a", "b"], ["a", "b"])
+    ctx = FitContext(train=split, targets=torch.tensor([0.3, 0.7]), seed=0, device=torch.device("cpu"),
+                     log=lambda m: None)
+    d.fit(defended, ctx)
+    return defended.eval(), ctx.record
+
+
+def _scores_and_gradients(model: torch.nn.Module, size: int) -> None:
+    x = torch.rand(2, 3, size, size, requires_grad=True)
+    s = model(x)
+    (g,) = torch.autograd.grad(s.sum(), x)
+    assert s.shape == (2,) and torch.isfinite(s).all() and torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_resnet50_zoo_model_gets_blocks_swapped_activations_and_a_fit():
+    model, record = _fit("arniqa", "ortho+act", 64)
+    # the stem conv of torchvision's ResNet-50, which ARNIQA keeps as the first of a Sequential
+    assert record["orthogonal_after"] == ["net.encoder.0"]
+    assert record["activation_swaps"]["modules"] >= 17  # the stem's and every bottleneck's ReLU
+    assert [s["stage"] for s in record["stages"]] == ["activation", "orthogonal"]
+    assert all(torch.isfinite(torch.tensor(s["loss_per_epoch"])).all() for s in record["stages"])
+    _scores_and_gradients(model, 64)
+
+
+def test_vit_zoo_model_gets_a_block_after_its_patch_embedding():
+    model, record = _fit("maniqa", "ortho", 224, crops=1)
+    assert record["orthogonal_after"] == ["net.vit.patch_embed.proj"]
+    _scores_and_gradients(model, 224)
+
+
+def test_where_it_cannot_apply_the_reason_is_given():
+    with random_weights():
+        model = MODELS.create("clipiqa")
+    with pytest.raises(NotApplicable, match="model 'clipiqa'"):
+        DEFENSES.create("ortho+act+prune").transform(model)
