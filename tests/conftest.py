@@ -70,6 +70,18 @@ def session_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _environment_stays_in_its_test():
+    """What the code under test writes into os.environ on purpose (`--no-progress` switches
+    progress off for this process and its workers; `--data-root` exports BENCH_DATA_*) is
+    undone after each test, so that no test sees another's switches, in any order."""
+    saved = dict(os.environ)
+    yield
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)
+
+
+@pytest.fixture(autouse=True)
 def _plugins_stay_in_their_test():
     """What a test's plugins register (components, plugin files that failed to load, files
     shipped to workers) is undone after it: the registries are process-wide, and a broken
