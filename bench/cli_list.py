@@ -49,8 +49,9 @@ def describe(kind: str, cls: type) -> str:
         if i.kind == "learned":
             where += f" [{weights_status(cls)}]"
         lo, hi = i.score_range
+        size = cls.size() if hasattr(cls, "size") else ""
         return (f"{i.name:20s} {'lower' if i.lower_better else 'higher'} is better, range [{lo:g}, {hi:g}], "
-                f"{i.kind}, {grad}; weights: {where}")
+                f"{i.kind}, {grad}{size}; weights: {where}")
     if kind == "defenses":
         grad = "differentiable" if i.differentiable else f"BPDA via {i.surrogate}"
         return f"{i.name:16s} {i.kind:13s} {'randomized' if i.randomized else 'deterministic'}, {grad}; {i.reference}"

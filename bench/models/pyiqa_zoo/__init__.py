@@ -19,7 +19,7 @@ from bench.api import (
 
 from .build import Built, build_network, random_weights, random_weights_on
 from .catalog import BUILT_IN, ZooEntry, class_name, entries
-from .manifest import files
+from .manifest import files, manifest
 
 # Networks that score uniform 224-pixel crops in eval mode (smaller images are refused), and
 # the constructor option that sets how many.
@@ -66,6 +66,12 @@ class PyiqaModel(IQAModel):
         if isinstance(y, (tuple, list)):
             y = y[0]
         return y.reshape(x.shape[0])
+
+    @classmethod
+    def size(cls) -> str:
+        """Backbone and parameter count, from the manifest (no build)."""
+        m = manifest().get(cls.entry.name, {})
+        return f", {m['backbone']}, {m['parameters'] / 1e6:.1f} M parameters" if "backbone" in m else ""
 
     @classmethod
     def published_files(cls) -> list[dict[str, Any]]:

@@ -57,6 +57,23 @@ def structure(net: Any, opts: dict[str, Any]) -> str:
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+BACKBONE_OPTIONS = ("backbone", "base_model_name", "semantic_model_name", "clip_backbone")
+
+
+def backbone(net: Any, opts: dict[str, Any]) -> str:
+    """The network's backbone as its constructor names it (an option such as
+    `base_model_name`, given or defaulted), else the class of its largest part."""
+    import inspect
+
+    defaults = {k: p.default for k, p in inspect.signature(type(net)).parameters.items()}
+    for key in BACKBONE_OPTIONS:
+        value = opts.get(key, defaults.get(key))
+        if isinstance(value, str) and value:
+            return value
+    parts = [(sum(p.numel() for p in m.parameters()), type(m).__name__) for m in net.children()]
+    return max(parts)[1] if parts else type(net).__name__
+
+
 def record(model: Any) -> dict[str, Any]:
     return {"urls": list(dict.fromkeys(model.built.urls)), "parameters": sum(p.numel() for p in model.parameters()),
-            "structure": structure(model.net, model.entry.opts)}
+            "structure": structure(model.net, model.entry.opts), "backbone": backbone(model.net, model.entry.opts)}
