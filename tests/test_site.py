@@ -608,3 +608,12 @@ def test_the_site_code_names_no_component_or_suite() -> None:
                     if m.group(1) in names:
                         found.append(f"{path.relative_to(ROOT)}:{lineno}: >{m.group(1)}< ({names[m.group(1)]})")
     assert not found, "the site's code names components or suites; take them from the records:\n" + "\n".join(found)
+
+
+def test_leaderboard_marks_published_rows_apart_from_trained_here(tmp_path: Path) -> None:
+    import json
+
+    index = render_site(build_store(tmp_path / "results", provenance_records(), examples=False), tmp_path / "site")
+    rows = json.loads((index.parent / "data" / "index.json").read_text())
+    got = {(r["dataset"], r["weights"]) for r in rows if r["attack"] == "all (worst)"}
+    assert got == {("embedded", "trained here"), ("koniq10k", "published (pyiqa cache)")}

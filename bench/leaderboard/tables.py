@@ -1,10 +1,8 @@
 """Turn the flattened records into the tables the pages show, as plain data (no HTML).
 
-The templates and site.js do the escaping, so no string from a record ever reaches a
-page unescaped. Tables that may hold thousands of rows travel as compact JSON
-(`payload`) built into rows by site.js; every iteration is sorted, so the same records
-always give the same page.
-"""
+The templates and site.js do the escaping, so no string from a record ever reaches a page
+unescaped. Large tables travel as compact JSON (`payload`) built into rows by site.js;
+every iteration is sorted, so the same records always give the same page."""
 
 from __future__ import annotations
 
@@ -143,8 +141,9 @@ def leaderboard_columns(eps_values: list[float], reference: str | None = None) -
     ref = reference or "the reference"  # the undefended reference, from the results (roles.py)
     cols = [
         Column("rank", "#", "num", title="within model and dataset; flagged rows are not ranked"),
-        Column("model", "model", link="model"), Column("dataset", "dataset"),
-        Column("defense", "defense", link="defense"), Column("defense_kind", "kind"),
+        Column("model", "model", link="model"), Column("weights", "weights", title="where the model's parameters "
+               "came from: published (pyiqa's or a release's file), trained here, or a local file"),
+        Column("dataset", "dataset"), Column("defense", "defense", link="defense"), Column("defense_kind", "kind"),
         Column("defense_origin", "from", title="the defense's code: a built-in module, or the package and version "
                                                "(entry point) or file (--plugin) it came from"),
         Column("attack", "attack"),
@@ -178,7 +177,7 @@ def leaderboard(df: pd.DataFrame, scoped: pd.DataFrame | None = None, quality: p
     # Plain dicts: a MultiIndex .loc per row costs a second at 10,000 cells.
     quality = agg.clean_quality(df, reference) if quality is None else quality
     quality_d = quality.set_index(agg.GROUP).to_dict("index")
-    origin_d = origins(df)
+    origin_d, weights_d = origins(df), origins(df, "weights_source")
     worst_d = agg.overall(scoped).set_index(agg.GROUP + ["scope"]).to_dict("index")
     rows: dict[tuple, dict[str, Any]] = {}
     per_eps = {m: estimates(scoped, m, "flagged") for m in ("abs_gain", "robustness_score")}
@@ -189,7 +188,8 @@ def leaderboard(df: pd.DataFrame, scoped: pd.DataFrame | None = None, quality: p
         if row is None:
             q, w = quality_d[(r.model, r.dataset, r.defense)], worst_d[key]
             row = rows[key] = {
-                "model": r.model, "dataset": r.dataset, "defense": r.defense, "defense_kind": q["defense_kind"],
+                "model": r.model, "weights": weights_d.get((r.model, r.dataset, r.defense), ""), "dataset": r.dataset,
+                "defense": r.defense, "defense_kind": q["defense_kind"],
                 "defense_origin": origin_d.get((r.model, r.dataset, r.defense), ""), "attack": r.scope, "flagged": bool(w["any_flagged"]), "clean_loss": bool(q["clean_loss"]),
                 "flags": w["flags"], "n_cells": 0,
                 "srocc_clean": estimate(*(q[c] for c in ci("srocc_clean"))),
@@ -216,13 +216,12 @@ def leaderboard(df: pd.DataFrame, scoped: pd.DataFrame | None = None, quality: p
     return columns, ordered
 
 
-def origins(df: pd.DataFrame) -> dict[tuple, str]:
-    """Per (model, dataset, defense): where the defense's code came from (the distinct
-    origins of its cells), so that a row from a plugin names its package and version."""
-    if df.empty or "defense_origin" not in df.columns:
-        return {}
-    return df.groupby(agg.GROUP, sort=True)["defense_origin"].agg(
-        lambda s: "; ".join(sorted(set(s) - {""}))).to_dict()
+def origins(df: pd.DataFrame, column: str = "defense_origin") -> dict[tuple, str]:
+    """Per (model, dataset, defense): the distinct values of `column` among its cells:
+    where the defense's code came from (a row from a plugin names its package and
+    version), or where the model's weights came from (published, trained here, a file)."""
+    return {} if df.empty or column not in df.columns else df.groupby(agg.GROUP, sort=True)[column].agg(
+        lambda s: "; ".join(sorted(set(s.dropna().astype(str)) - {""}))).to_dict()
 
 
 def _failed_groups(df: pd.DataFrame, shown: set[tuple], origin_d: dict[tuple, str]) -> dict[tuple, dict[str, Any]]:
