@@ -56,6 +56,10 @@ def _parser() -> argparse.ArgumentParser:
                          "(default: 80%% of this machine's memory divided by --jobs; 0: none)")
     sp.add_argument("--wait", type=float, default=0.0, metavar="SECONDS",
                     help="wait this long for another run on the same --results folder to finish (default: refuse)")
+    sp.add_argument("--skip-missing", action="store_true",
+                    help="record the cells of models whose weights files, and of datasets whose roots, are "
+                         "missing here as skipped (with why; computed by a later run once present) and run "
+                         "the rest, instead of stopping")
     plugin_arg(sp)
 
     sp = sub.add_parser("export", help="export the results store")

@@ -37,7 +37,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     load_plugins(args.plugin)
     _warn_broken_plugins()
     matrix = load_matrix(args.matrix)  # a bad matrix, data root or weights file: nothing created or written
-    check_before_run(matrix, args.backend)
+    missing = check_before_run(matrix, args.backend, args.skip_missing)
     store = ResultsStore(args.results)
     store.check_writable()
     device = _device(args.device)
@@ -46,7 +46,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         if lock.took_over:
             print(f"note: took over the lock of a run that is gone ({lock.took_over})", file=sys.stderr)
         runner = Runner(matrix, store, device=device, progress=not args.no_progress, limits=limits,
-                        reuse=not args.no_reuse, log=lambda m: print(m, file=sys.stderr))
+                        reuse=not args.no_reuse, log=lambda m: print(m, file=sys.stderr), missing=missing)
         print(f"matrix '{matrix.name}': {len(matrix.cells())} cells, {len(runner.pending())} to compute, "
               f"results in {store.root}/, device {device}", file=sys.stderr)
         started = provenance.now()

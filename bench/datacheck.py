@@ -67,34 +67,46 @@ def check_data(matrix: Matrix) -> None:
     raise DataCheckError(f"{problems[0][1]}{more}", matrix.name)
 
 
-def check_inputs(matrix: Matrix) -> None:
-    """Fetch the published files the matrix's models read (online); raise DataCheckError
-    naming every one that cannot be had, with its address and folder, together with any
-    unreadable data root: one message for everything missing."""
+def missing_inputs(matrix: Matrix) -> tuple[str | None, dict[str, str]]:
+    """Fetch the published files the matrix's models read (online); return one message
+    naming everything that cannot be had (each file with its address and folder, each
+    `weights` file named but absent, each unreadable data root), or None, and the same per
+    model or dataset name."""
     from bench import weightcheck
 
     files = weightcheck.needed(matrix)
-    problems = [p for p in [weightcheck.missing_message(files, weightcheck.fetch(files))] if p]
-    problems += weightcheck.given_missing(matrix)
-    problem = "; ".join(problems) or None
-    try:
-        check_data(matrix)
-    except DataCheckError as e:
-        if problem is None:
-            raise
-        problem = f"{problem}; and {e.problem}"
-    if problem is not None:
-        raise DataCheckError(problem, matrix.name)
+    gone = weightcheck.fetch(files)
+    per: dict[str, str] = {}
+    for f in files:
+        if f.path in gone:
+            per.setdefault(f.model, f"{weightcheck.missing_message([f], gone)}")
+    given = weightcheck.given_missing(matrix)
+    for spec, line in given:
+        per.setdefault(spec, line)
+    problems = [p for p in [weightcheck.missing_message(files, gone)] if p] + [line for _, line in given]
+    data = [(spec, why) for spec in matrix_datasets(matrix) if (why := dataset_problem(spec)) is not None]
+    for spec, why in data:
+        per.setdefault(spec.name, why)
+    if data:
+        more = "".join(f"; also unreadable: dataset {quoted(s.name)}" for s, _ in data[1:])
+        problems.append(f"{'and ' if problems else ''}{data[0][1]}{more}")
+    return ("; ".join(problems) or None), per
 
 
-def check_before_run(matrix: Matrix, backend: str = "local") -> None:
+def check_before_run(matrix: Matrix, backend: str = "local", skip_missing: bool = False) -> dict[str, str]:
     """`bench run`'s check, before the lock is taken or any record written: raise
-    DataCheckError (one line, exit status 2). On a Dask cluster the workers may see data
-    this machine does not, so there it is a warning on stderr and the run goes on."""
-    try:
-        check_inputs(matrix)
-    except DataCheckError as e:
-        if backend != "dask":
-            raise
-        print(f"warning: {e.problem} (on this machine; running anyway: the Dask workers may see other folders)",
-              file=sys.stderr)
+    DataCheckError (one line, exit status 2) naming everything missing. With
+    `skip_missing`, return it per model or dataset name instead (their cells are recorded
+    as skipped, with why). On a Dask cluster the workers may see data this machine does
+    not, so there it is a warning on stderr and the run goes on."""
+    problem, per = missing_inputs(matrix)
+    if problem is None:
+        return {}
+    if skip_missing:
+        print(f"warning: skipping the cells of {', '.join(sorted(per))}: {problem}", file=sys.stderr)
+        return per
+    if backend != "dask":
+        raise DataCheckError(problem, matrix.name)
+    print(f"warning: {problem} (on this machine; running anyway: the Dask workers may see other folders)",
+          file=sys.stderr)
+    return {}

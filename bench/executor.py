@@ -111,9 +111,10 @@ class Executor:
                 failed[gkey] = message(e)
         return failed
 
-    def fail(self, cells: list[Cell], why: str) -> list[CellRecord]:
-        """Record cells as errors without running them (their set-up failed elsewhere)."""
-        return [self._record(c, "error", why) for c in cells]
+    def fail(self, cells: list[Cell], why: str, status: str = "error") -> list[CellRecord]:
+        """Record cells without running them: errors (their set-up failed elsewhere), or
+        skipped (what they need is not here)."""
+        return [self._record(c, status, why) for c in cells]
 
     # ------------------------------------------------------------------ one group
     def run_group(self, cells: list[Cell]) -> list[CellRecord]:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from bench.executor import Executor, group_key
 from bench.guard import Limits
 from bench.matrix import Cell, Matrix
-from bench.record import CellRecord
+from bench.record import MISSING, CellRecord
 from bench.store import ResultsStore
 
 Done = Callable[[list[CellRecord]], None]
@@ -48,8 +48,9 @@ class Summary:
 class Scheduler:
     def __init__(self, matrix: Matrix, store: ResultsStore, *, device: str = "cpu",
                  log: Callable[[str], None] = print, progress: bool = True, limits: Limits | None = None,
-                 reuse: bool = True) -> None:
+                 reuse: bool = True, missing: dict[str, str] | None = None) -> None:
         self.matrix, self.store, self.device, self.progress = matrix, store, device, progress
+        self.missing = missing or {}  # model or dataset name -> why it cannot run here (--skip-missing)
         self.limits = limits or Limits()
         self.reuse = reuse
         # the groups that run in this process (all of them with jobs 1)
@@ -63,7 +64,8 @@ class Scheduler:
     def pending(self) -> list[Cell]:
         """Cells without a record, and cells whose last try failed (a fixed plugin, a
         raised limit or a freed disk gets them computed on the next run)."""
-        return [c for c in self.matrix.cells() if (r := self.store.get(c.key)) is None or r.get("status") == "error"]
+        return [c for c in self.matrix.cells() if (r := self.store.get(c.key)) is None or r.get("status") == "error"
+                or (r.get("status") == "skipped" and str(r.get("message", "")).startswith(MISSING))]
 
     def groups(self, cells: list[Cell]) -> list[list[Cell]]:
         """Cells that share data, models and clean scores; one cell each without reuse."""
@@ -89,6 +91,7 @@ class Scheduler:
             summary.add(records)
             bar.update(len(records))
 
+        groups = self.skip_missing(groups, done)
         if backend == "dask" or (jobs > 1 and len(todo) > 1):
             from bench.parallel import WorkerOptions, pretrain_on_worker, run_groups, run_groups_dask
 
@@ -117,6 +120,18 @@ class Scheduler:
 
     def run_group(self, cells: list[Cell]) -> list[CellRecord]:
         return self.executor.run_group(cells)
+
+    def skip_missing(self, groups: list[list[Cell]], done: Done) -> list[list[Cell]]:
+        """Write the cells of groups whose model or dataset cannot run here (--skip-missing)
+        as skipped, with why; return the others."""
+        rest = []
+        for g in groups:
+            why = next((self.missing[n] for n in (g[0].model.name, g[0].dataset.name) if n in self.missing), None)
+            if why is None:
+                rest.append(g)
+            else:
+                done(self.executor.fail(g, MISSING + why, status="skipped"))
+        return rest
 
     def fail_groups(self, groups: list[list[Cell]], failed: dict[tuple, str], done: Done) -> list[list[Cell]]:
         """Write the cells of groups whose set-up failed in `pretrain` as errors (their set-up

@@ -47,16 +47,16 @@ def needed(matrix: Matrix) -> list[Needed]:
     return list(out.values())
 
 
-def given_missing(matrix: Matrix) -> list[str]:
-    """A problem line for each `weights` file a matrix names that is not there."""
+def given_missing(matrix: Matrix) -> list[tuple[str, str]]:
+    """(model name, problem line) for each `weights` file a matrix names that is not there."""
     from bench.api import MODELS
 
     out = []
     for spec in matrix_models(matrix):
         path = spec.params.get("weights")
         if path and not Path(path).is_file() and spec.name in MODELS:
-            out.append(f"model {quoted(spec.name)}: its weights file {quoted(path)} does not exist "
-                       f"(expected: {MODELS.get(spec.name).info.weights})")
+            out.append((spec.name, f"model {quoted(spec.name)}: its weights file {quoted(path)} does not exist "
+                       f"(expected: {MODELS.get(spec.name).info.weights})"))
     return out
 
 

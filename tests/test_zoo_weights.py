@@ -93,7 +93,8 @@ def published_state() -> dict[str, torch.Tensor]:
     torch.manual_seed(1)
     with random_weights():
         net = MODELS.create(MODEL).net
-    return {k: torch.randn_like(v) if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    out = {k: torch.randn_like(v) * 0.05 if v.is_floating_point() else v for k, v in net.state_dict().items()}
+    return {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in out.items()}  # variances stay positive
 
 
 def test_download_progress_sha256_and_no_second_download(server, capfd):
@@ -177,3 +178,34 @@ def test_offline_paper_matrix_names_everything_missing_in_one_line(tmp_path, mon
     assert "'weights/linearityiqa/p1q2.pth' does not exist" in line
     assert "'koniq10k'" in line and "nothing was computed" in line
     assert not (tmp_path / "r").exists()
+
+
+def test_skip_missing_records_why_and_a_later_run_computes_them_with_the_published_file(tmp_path, monkeypatch,
+                                                                                       capsys):
+    """End to end through the runner: offline, `--skip-missing` runs PIQE and records the
+    zoo model's cells as skipped with why; once its published file is in pyiqa's cache,
+    the same command computes exactly those cells, with the file's sha256 in each record."""
+    from bench.store import ResultsStore
+
+    monkeypatch.setenv("BENCH_OFFLINE", "1")
+    m = tmp_path / "m.toml"
+    m.write_text('name = "m"\n[models]\npiqe = {}\npaq2piq = {}\n[defenses]\nnone = {}\n[attacks]\n'
+                 'fgsm = { eps = [2] }\n[datasets]\nembedded = { n_images = 4, size = 64 }\n')
+    run = ["run", "--matrix", str(m), "--results", str(tmp_path / "r"), "--no-site", "--no-progress"]
+    assert main([*run, "--skip-missing"]) == 0
+    assert f"warning: skipping the cells of paq2piq: 1 weights file(s) missing" in capsys.readouterr().err
+    first = {r["cell"]["model"]: r for r in ResultsStore(tmp_path / "r").records()}
+    assert first["piqe"]["status"] == "ok"
+    assert first["paq2piq"]["status"] == "skipped" and first["paq2piq"]["message"].startswith("missing here: ")
+    assert URL in first["paq2piq"]["message"]
+    target = Path(torch.hub.get_dir()) / "pyiqa" / FILE
+    target.parent.mkdir(parents=True)
+    target.write_bytes(body := checkpoint_bytes(published_state()))
+    assert main(run) == 0
+    out = capsys.readouterr()
+    assert "matrix 'm': 2 cells, 1 to compute" in out.err and "Loading pretrained" not in out.out
+    second = {r["cell"]["model"]: r for r in ResultsStore(tmp_path / "r").records()}
+    assert second["piqe"] == first["piqe"]  # not recomputed
+    assert second["paq2piq"]["status"] == "ok"
+    assert second["paq2piq"]["weights"]["sha256"] == hashlib.sha256(body).hexdigest()
+    assert second["paq2piq"]["weights"]["source"] == "published (pyiqa)"

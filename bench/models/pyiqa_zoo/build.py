@@ -247,6 +247,8 @@ def build_network(arch: str, opts: dict[str, Any], owner: str, *, random_weights
     own_clip = [(afine._download, clip_download),
                 (afine.load, clip_loader(afine.load, afine.AFINECLIP, pair=True))] if afine else []
     with contextlib.ExitStack() as stack:
+        # pyiqa prints what it loads: to stderr, so that `bench score`'s stdout stays one line a file
+        stack.enter_context(contextlib.redirect_stdout(sys.stderr))
         stack.enter_context(_rebound([*own_clip,(download_util.load_file_from_url, fetch_url),
                                       (arch_util.load_pretrained_network, load_network),
                                       (clip_model.load, clip_loader(clip_model.load, None, pair=False)),
