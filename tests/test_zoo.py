@@ -92,3 +92,15 @@ def test_zoo_model_builds_scores_and_differentiates_offline(name, no_network):
         assert torch.equal(s.detach(), model(x))  # eval mode is deterministic (fixed crops)
     (g,) = torch.autograd.grad(s.sum(), x)
     assert torch.isfinite(g).all() and g.abs().sum() > 0
+
+
+def test_readme_zoo_table_states_the_catalogs_counts():
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    zoo = re.search(r"\| zoo models, besides `cnniqa`, `wadiqam_nr` \| (\d+) \|.*?among them \((\d+):", readme)
+    refused = re.search(r"\| listed, not run here \| (\d+) \|", readme)
+    assert zoo and refused, "the README's zoo table changed shape"
+    assert int(zoo.group(1)) == len(ZOO) and int(refused.group(1)) == len(REFUSED)
+    assert int(zoo.group(2)) == len(REPRESENTATIVE)
