@@ -183,7 +183,7 @@ BUILTIN = {
                  "nt", "ortho", "ortho+act", "ortho+act+prune", "ortho+act+prune-l2", "prune", "random-crop",
                  "random-flip", "random-noise", "random-rotate", "randomized-smoothing", "resize"],
     "datasets": ["csiq", "embedded", "kadid10k", "koniq10k", "live", "livec", "pipal", "spaq", "tid2013"],
-    "matrices": ["full", "quick", "standard"],
+    "matrices": ["full", "paper", "quick", "standard"],
 }
 
 
@@ -202,7 +202,8 @@ def test_list(kind, capsys):
     assert [line for line in lines if line.startswith("! ")] == [
         f"! {src}: failed to load: {why}" for src, why in sorted(registry.broken.items() if registry else ())]
     if kind == "matrices":
-        assert re.match(r"quick +48 cells +models=2 defenses=4 attacks=2 datasets=1$", out.splitlines()[1]), out
+        quick = next(line for line in out.splitlines() if line.startswith("quick "))
+        assert re.match(r"quick +48 cells +models=2 defenses=4 attacks=2 datasets=1$", quick), out
 
 
 def test_contributing_model_example_scores_a_third_party_checkpoint(tmp_path, capsys):
