@@ -126,7 +126,8 @@ def test_site_in_browser(browser, tmp_path: Path) -> None:
     worst = [float(v.split("[")[0].rstrip("\u26a0")) for v in column(page, "board", "worst_abs_gain") if v != "\u2013"]
     assert worst == sorted(worst, reverse=True) and worst[0] > worst[-1]
     marked = page.locator("#board tr.clean-loss")  # loses > 0.05 clean SROCC against none
-    assert marked.count() >= 1 and marked.first.locator("td").nth(3).text_content() in ("jpeg", HOSTILE)
+    # columns: rank, model, weights, dataset, defense, ...
+    assert marked.count() >= 1 and marked.first.locator("td").nth(4).text_content() in ("jpeg", HOSTILE)
     page.select_option('select[data-filter="attack"]', "pgd")
     assert set(column(page, "board", "attack")) == {"pgd"}
     page.select_option('select[data-filter="eps"]', "4")
