@@ -24,7 +24,7 @@ JSON = dict[str, Any]
 STATUSES = ("ok", "error", "skipped")
 # The message of a cell skipped by `bench run --skip-missing` because a weights file or a data
 # root was not here: the next run computes it again (other skipped cells stay as they are).
-MISSING = "missing here: "
+SKIPPED_MISSING = "missing here: "
 
 
 def canonical(obj: Any) -> str:

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from bench.executor import Executor, group_key
 from bench.guard import Limits
 from bench.matrix import Cell, Matrix
-from bench.record import MISSING, CellRecord
+from bench.record import SKIPPED_MISSING, CellRecord
 from bench.store import ResultsStore
 
 Done = Callable[[list[CellRecord]], None]
@@ -65,7 +65,7 @@ class Scheduler:
         """Cells without a record, and cells whose last try failed (a fixed plugin, a
         raised limit or a freed disk gets them computed on the next run)."""
         return [c for c in self.matrix.cells() if (r := self.store.get(c.key)) is None or r.get("status") == "error"
-                or (r.get("status") == "skipped" and str(r.get("message", "")).startswith(MISSING))]
+                or (r.get("status") == "skipped" and str(r.get("message", "")).startswith(SKIPPED_MISSING))]
 
     def groups(self, cells: list[Cell]) -> list[list[Cell]]:
         """Cells that share data, models and clean scores; one cell each without reuse."""
@@ -130,7 +130,7 @@ class Scheduler:
             if why is None:
                 rest.append(g)
             else:
-                done(self.executor.fail(g, MISSING + why, status="skipped"))
+                done(self.executor.fail(g, SKIPPED_MISSING + why, status="skipped"))
         return rest
 
     def fail_groups(self, groups: list[list[Cell]], failed: dict[tuple, str], done: Done) -> list[list[Cell]]:
