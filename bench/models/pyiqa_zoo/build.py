@@ -267,7 +267,9 @@ def build_network(arch: str, opts: dict[str, Any], owner: str, *, random_weights
         stack.enter_context(_patched(timm, "create_model", _without_backbone_weights(timm.create_model)))
         for name, f in vision.items():
             stack.enter_context(_patched(torchvision.models, name, _without_backbone_weights(f)))
-        with torch.device("cpu"):
+        # no autograd while building: what a constructor computes (LIQE's text features for
+        # 495 prompts) is a constant, and with autograd on it held 20 GB of graph
+        with torch.device("cpu"), torch.no_grad():
             out.net = _construct(ARCH_REGISTRY.get(arch), opts, random_weights)
     if not random_weights:
         out.uncovered = _uncovered(out.net, written)
