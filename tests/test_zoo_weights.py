@@ -97,7 +97,8 @@ def published_state() -> dict[str, torch.Tensor]:
     return {k: v.abs() + 0.5 if k.endswith("running_var") else v for k, v in out.items()}  # variances stay positive
 
 
-def test_download_progress_sha256_and_no_second_download(server, capfd):
+def test_download_progress_sha256_and_no_second_download(server, capfd, monkeypatch):
+    monkeypatch.setenv("BENCH_PROGRESS", "1")  # a module fixture elsewhere may have run `--no-progress`
     state = published_state()
     server.files[FILE] = body = checkpoint_bytes(state)
     model = MODELS.create(MODEL)
