@@ -175,8 +175,10 @@ def test_ctrl_c_stops_after_finished_cells_keeps_them_and_a_rerun_computes_the_r
     results = tmp_path / "r"
     fresh_cache(tmp_path / "cache")  # the data is there; nothing else is
     env = {**os.environ, "BENCH_CACHE": str(tmp_path / "cache")}
+    # Ctrl-C as at a terminal: the child starts with SIGINT's default action, whatever this
+    # test process inherited or set (a runner that ignores SIGINT would pass SIG_IGN on)
     proc = subprocess.Popen(_run_cmd(matrix, results), env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     cells = results / "cells"
     deadline = time.monotonic() + 180
     while proc.poll() is None and time.monotonic() < deadline:
