@@ -69,6 +69,12 @@ def session_dir() -> Path:
     return Path(_SESSION_CACHE)
 
 
+def _restore_environment(saved: dict[str, str]) -> None:
+    for key in set(os.environ) - set(saved):
+        del os.environ[key]
+    os.environ.update(saved)
+
+
 @pytest.fixture(autouse=True)
 def _environment_stays_in_its_test():
     """What the code under test writes into os.environ on purpose (`--no-progress` switches
@@ -76,9 +82,16 @@ def _environment_stays_in_its_test():
     undone after each test, so that no test sees another's switches, in any order."""
     saved = dict(os.environ)
     yield
-    for key in set(os.environ) - set(saved):
-        del os.environ[key]
-    os.environ.update(saved)
+    _restore_environment(saved)
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _environment_stays_in_its_module():
+    """The same for module-scoped fixtures (a shared `bench run --no-progress` set up once for
+    a module): what they switch is undone when the module ends, not carried into the next."""
+    saved = dict(os.environ)
+    yield
+    _restore_environment(saved)
 
 
 @pytest.fixture(autouse=True)
