@@ -44,7 +44,7 @@ from bench.params import Field, Odd, ParamError, Params, model_validator
 from bench.progress import note, progress, training_step
 from bench.registry import Registry
 from bench.store import atomic_write
-from bench.training import finetune, require_trainable, train_loop  # the one training loop
+from bench.training import finetune, probe_input, require_trainable, train_loop  # the one training loop
 from bench.download import download
 from bench.weights import cache_dir, digest_files, file_sha256, read_checkpoint, refusal
 
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
         Layout,
         ScoreFileError,
         numbers,
+        official_sides,
         present,
         pyiqa_fr,
         pyiqa_nr,
@@ -133,10 +134,12 @@ __all__ = [
     "register_dataset",
     "register_defense",
     "register_model",
+    "probe_input",
     "require_trainable",
     "split_groups",  # the test side's mask: whole groups (references) drawn with the seed
     "stratified",  # one image from each of n equal-count MOS strata (keeps the score spread)
-    "table",  # the readers' common table: name, image, mos, ref, ref_image
+    "official_sides",  # a release's own train/val/test column, checked, for `table(official=...)`
+    "table",  # the readers' common table: name, image, mos, ref, ref_image (and official, where given)
     "train_loop",  # the one training loop of models (fit) and defenses (finetune is its defense form)
     "training_step",  # the name of a model's training bar: "model 'x': training, epoch 1/2"
     "warn",  # one `warning: ...` line on stderr, for something worked around (a file skipped)
@@ -144,7 +147,8 @@ __all__ = [
 
 # Imported on first use, from modules that import this one (see `__getattr__`).
 _LAZY = {
-    "bench.datasets.files": ("FileDataset", "FileIndex", "Layout", "ScoreFileError", "numbers", "present",
+    "bench.datasets.files": ("FileDataset", "FileIndex", "Layout", "ScoreFileError", "numbers", "official_sides",
+                             "present",
                              "pyiqa_fr", "pyiqa_nr", "read_csv", "read_excel", "read_mat", "table"),
     "bench.datasets.roots": ("DataRootError", "env_var", "find_root"),
     "bench.datasets.sampling": ("split_groups", "stratified"),

@@ -55,6 +55,42 @@ def require_trainable(defense: str, model: Any) -> None:
     if not any(t.is_floating_point() for t in model.parameters()):
         raise NotApplicable(f"defense '{defense}' fine-tunes the model; model '{model_name(model)}' "
                             "has no trainable parameters")
+    if failure := _training_forward_fails(model):
+        raise NotApplicable(f"defense '{defense}' fine-tunes the model on images; model '{model_name(model)}' "
+                            f"cannot compute a training-mode forward pass on them ({failure})")
+
+
+def probe_input(model: nn.Module) -> Tensor:
+    """A fixed random batch of two images of the size the model declares, else of its
+    smallest accepted side (at least 64): what a check runs the model on."""
+    info = getattr(model, "info", None)
+    h, w = getattr(info, "input_size", None) or (max(getattr(info, "min_size", 1), 64),) * 2
+    device = next(iter(model.parameters())).device
+    return torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
+
+
+def _training_forward_fails(model: nn.Module) -> str | None:
+    """Why `model` in training mode cannot score a batch of images (None: it can), found by
+    trying once, so that a fit that could never run is `skipped` up front with the reason
+    rather than an error after minutes (pyiqa's MUSIQ, in training mode, expects patches its
+    data loader extracted). The model is left exactly as it was: modes, BatchNorm
+    statistics and the global random state are restored."""
+    modes = [(m, m.training) for m in model.modules()]
+    buffers = [(b, b.detach().clone()) for b in model.buffers()]
+    gpus = sorted({p.device.index or 0 for p in model.parameters() if p.device.type == "cuda"})
+    try:
+        with torch.random.fork_rng(devices=gpus), torch.no_grad():
+            model.train()
+            model(probe_input(model))
+        return None
+    except Exception as e:  # noqa: BLE001 - whatever it is, the fit would meet it too
+        return f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:200]
+    finally:
+        for m, mode in modes:
+            m.training = mode
+        with torch.no_grad():
+            for b, saved in buffers:
+                b.copy_(saved)
 
 
 def train_loop(model: nn.Module, ctx: FitContext, batch_loss: BatchLoss, *, kind: Kind, name: str, epochs: int,

@@ -498,6 +498,41 @@ def test_split_is_deterministic_by_seed_and_by_reference(tmp_path: Path) -> None
         assert len(set(test.refs)) == 2  # round(0.4 * 5) whole references
 
 
+def test_koniq_official_split_is_the_releases_own_in_both_layouts(tmp_path: Path) -> None:
+    """`split = "official"`: exactly the release's training images on the train side and its
+    test images on the test side, whatever the seed; validation images on neither."""
+    _, t = tiny(tmp_path, "koniq10k")
+    df = pd.read_csv(t.score_file)
+    sets = ["training", "validation", "test"] * (len(df) // 3) + ["training"] * (len(df) % 3)
+    df.assign(set=sets).to_csv(t.root / "koniq10k_distributions_sets.csv", index=False)
+    want = {side: sorted(df["image_name"][[s == side for s in sets]]) for side in ("training", "test")}
+    for seed in (0, 7):
+        train, test = make("koniq10k", t.root, split="official").split(seed=seed)
+        assert (sorted(train.names), sorted(test.names)) == (want["training"], want["test"])
+    assert sorted(make("koniq10k", t.root).split(seed=0)[1].names) != want["test"]  # seeded: its own draw
+
+    _, p = tiny(tmp_path, "koniq10k-pyiqa")
+    meta = pd.read_csv(p.score_file)
+    meta["official_split"] = ["train", "val", "test"] * (len(meta) // 3) + ["train"] * (len(meta) % 3)
+    meta.to_csv(p.score_file, index=False)
+    train, test = make("koniq10k", p.root, split="official").split(seed=0)
+    assert sorted(test.names) == sorted(meta["img_name"][meta["official_split"] == "test"])
+    assert sorted(train.names) == sorted(meta["img_name"][meta["official_split"] == "train"])
+
+
+def test_an_official_split_that_is_absent_or_unreadable_is_one_clear_line(tmp_path: Path) -> None:
+    _, t = tiny(tmp_path, "koniq10k")  # the scores file alone: no `set` column
+    with pytest.raises(ScoreFileError, match=r"dataset 'koniq10k': split = \"official\" but its official layout "
+                                             r"under '.*' names no official split; use split = \"seeded\""):
+        make("koniq10k", t.root, split="official").split(seed=0)
+    df = pd.read_csv(t.score_file)
+    df.assign(set=["training"] * (len(df) - 1) + ["holdout"]).to_csv(t.root / "koniq10k_distributions_sets.csv",
+                                                                       index=False)
+    with pytest.raises(ScoreFileError, match=rf"koniq10k_distributions_sets.csv' line {len(df) + 1}: split "
+                                             r"'holdout' is none of test, training, validation"):
+        make("koniq10k", t.root, split="official").split(seed=0)
+
+
 def test_n_images_is_a_stratified_sample_keeping_the_spread(tmp_path: Path) -> None:
     _, t = tiny(tmp_path, "koniq10k")
     full = make("koniq10k", t.root, test_fraction=0.6)

@@ -187,7 +187,7 @@ def test_ctrl_c_stops_after_finished_cells_keeps_them_and_a_rerun_computes_the_r
         time.sleep(0.01)
     assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
+    out, err = proc.communicate(timeout=600)
     assert proc.returncode == 130, err
     assert err.rstrip().endswith("interrupted: finished cells are saved; run the same command again to resume")
     assert "Traceback" not in err and out == ""  # no summary: the run did not finish

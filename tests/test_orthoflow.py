@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.api import DEFENSES, FitContext, IQAModel, IQASplit, ModelInfo, NotApplicable
-from defenses.orthoflow import CayleyConv2d, OrthoFlow, activation_swaps, swap_activations
+from defenses.orthoflow import CayleyConv2d, OrthoFlow, activation_swaps
 
 VARIANTS = ["ortho", "ortho+act", "ortho+act+prune", "ortho+act+prune-l2", "act", "prune", "finetune-only"]
 
@@ -319,7 +319,7 @@ def test_stages_fine_tune_what_has_been_changed_so_far(monkeypatch):
     """Spy on the shared loop: while the activation stage trains, the inserted block is held
     at the identity (it is not inserted yet) and nothing is pruned; the orthogonal stage
     trains the block; only the prune stage runs with the masks on."""
-    import defenses.orthoflow as orthoflow
+    from defenses import orthoflow
 
     seen = []
 
@@ -381,7 +381,7 @@ def test_fit_is_deterministic_and_changes_weights():
     a, b, c = run(0), run(0), run(1)
     assert all(torch.equal(a[k], b[k]) for k in a)
     assert any(not torch.equal(a[k], c[k]) for k in a)
-    assert a["net.0.1.weight"].abs().sum() > 0  # the orthogonal block (V, zero at start) was trained
+    assert a["net.0.orthogonal.weight"].abs().sum() > 0  # the orthogonal block (V, zero at start) was trained
 
 
 def test_fit_raises_on_nan_loss():
@@ -453,3 +453,78 @@ def test_a_variant_that_would_change_nothing_is_refused_when_the_matrix_loads(tm
             load_matrix(str(path))
         field = defense.split(" = ")[0].strip('"')
         assert f"field 'defenses.{field}': defense '{field}': {why}" in str(e.value)
+
+
+# ----------------------------------------------------------------------------- where it applies
+class ReadsItsConv(IQAModel):
+    """Like CLIP: the forward reads an attribute of its first conv (the network's dtype)."""
+
+    info = _info("reads-its-conv")
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        self.conv = nn.Conv2d(3, 4, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(self.conv(x.to(self.conv.weight.dtype))).mean((1, 2, 3))
+
+
+class BypassesItsConv(ReadsItsConv):
+    """Applies the conv's weights without calling the module: a hook on it never runs."""
+
+    info = _info("bypasses-its-conv")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.relu(F.conv2d(x, self.conv.weight, self.conv.bias)).mean((1, 2, 3))
+
+
+class ScoresOnlyInEval(TinyModules):
+    """Like pyiqa's MUSIQ: in training mode the forward expects what a data loader prepared."""
+
+    info = _info("scores-only-in-eval")
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.training:
+            raise RuntimeError("expects pre-extracted patches in training mode")
+        return super().forward(x)
+
+
+def test_a_block_follows_its_conv_which_keeps_its_place_and_attributes():
+    model = _model(ReadsItsConv)
+    defended = _defense("ortho").transform(model)
+    assert isinstance(defended.conv, nn.Conv2d) and isinstance(defended.conv.orthogonal, CayleyConv2d)
+    x = torch.rand(2, 3, 9, 9)
+    with torch.no_grad():
+        defended.conv.orthogonal.weight.normal_()  # no longer the identity: the block must show in the output
+        block_out = torch.relu(defended.conv.orthogonal(model.conv(x))).mean((1, 2, 3))
+        assert torch.allclose(defended(x), block_out, atol=1e-6)
+        assert not torch.allclose(defended(x), model(x), atol=1e-3)
+    copied = copy.deepcopy(defended)  # the hook travels with a copy and runs the copy's block
+    with torch.no_grad():
+        copied.conv.orthogonal.weight.zero_()
+        assert torch.allclose(copied(x), model(x), atol=1e-5) and not torch.allclose(copied(x), defended(x), atol=1e-3)
+
+
+def test_a_model_that_bypasses_the_conv_module_is_skipped_not_reported_as_the_variant():
+    with pytest.raises(NotApplicable, match=r"defense 'ortho'.*1 of the 1 orthogonal blocks .* never ran"):
+        _defense("ortho").transform(_model(BypassesItsConv))
+    _defense("act").transform(_model(BypassesItsConv))  # no block inserted: nothing to bypass
+
+
+@pytest.mark.parametrize("defense", ["ortho+act+prune", "adv-train"])
+def test_a_model_that_cannot_train_on_images_is_skipped_with_the_reason(defense):
+    with pytest.raises(NotApplicable, match=rf"defense '{re.escape(defense)}' fine-tunes the model on images; model "
+                                            r"'scores-only-in-eval' .*RuntimeError: expects pre-extracted patches"):
+        DEFENSES.create(defense).transform(_model(ScoresOnlyInEval))
+
+
+def test_the_training_mode_check_leaves_the_model_as_it_was():
+    model = _model(TinyModules)
+    model.net[1].train()  # one module in training mode, the rest in eval: kept so
+    before = copy.deepcopy(model.state_dict())
+    modes = [m.training for m in model.modules()]
+    rng = torch.get_rng_state()
+    DEFENSES.create("adv-train").transform(model)  # returns the model itself, checked in training mode
+    assert [m.training for m in model.modules()] == modes
+    assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())  # BatchNorm statistics too
+    assert torch.equal(torch.get_rng_state(), rng)

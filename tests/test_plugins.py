@@ -66,7 +66,7 @@ def test_contributing_example_as_entry_point(tmp_path):
     """The CONTRIBUTING.md example, installed the way pip installs an entry point."""
     env = install_example(tmp_path, "0.1.0")
     out = subprocess.run([sys.executable, "-m", "bench", "list", "defenses"], capture_output=True, text=True,
-                         env=env, cwd=tmp_path, timeout=120)
+                         env=env, cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr
     assert re.search(r"^my-blur\s+purification", out.stdout, re.MULTILINE), out.stdout
     matrix = tmp_path / "m.toml"
@@ -85,7 +85,7 @@ def test_entry_point_origin_names_its_distribution_and_version(tmp_path):
     env = install_example(tmp_path, "0.3.2")
     label = "entry point my-blur = my_blur.defense:GaussianBlur (my-blur 0.3.2)"
     out = subprocess.run([sys.executable, "-m", "bench", "list", "defenses"], capture_output=True, text=True,
-                         env=env, cwd=tmp_path, timeout=120, check=False)
+                         env=env, cwd=tmp_path, timeout=600, check=False)
     assert out.returncode == 0, out.stderr
     line = next(x for x in out.stdout.splitlines() if x.startswith("my-blur "))
     assert line.endswith(f"  [from {label}]"), line

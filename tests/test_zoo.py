@@ -14,7 +14,7 @@ from bench.api import MODELS
 from bench.cli import main
 from bench.models.pyiqa_zoo import BUILT_IN, CROPS_224, PyiqaModel, random_weights
 from bench.models.pyiqa_zoo.catalog import BUILD_NEEDS_FILES, entries, parse_range
-from bench.models.pyiqa_zoo.manifest import manifest, record
+from bench.models.pyiqa_zoo.manifest import SIDES, manifest, record, scores_at
 
 ZOO = [e for e in entries() if e.refused is None and e.name not in BUILT_IN]
 REPRESENTATIVE: dict[str, str] = {}
@@ -78,14 +78,18 @@ def test_zoo_model_builds_scores_and_differentiates_offline(name, no_network):
     with random_weights():
         model = MODELS.create(name, **crops).eval()
     assert model.weights_source() is None  # random weights: never a result
-    assert record(model) == manifest()[name]  # the files, size and structure `bench weights` relies on
-    if name != REPRESENTATIVE[manifest()[name]["structure"]]:
+    recorded = manifest()[name]
+    assert record(model) == {k: v for k, v in recorded.items() if k != "min_size"}  # what `bench weights` uses
+    assert model.info.min_size == (recorded["min_size"] if name not in BUILD_NEEDS_FILES else 224)
+    if name != REPRESENTATIVE[recorded["structure"]]:
         return  # the same network as that model, with other weights: scored and differentiated there
     x = torch.rand(2, 3, 224, 224, requires_grad=True)
     if name in BUILD_NEEDS_FILES:  # declared: it cannot score without its files; stays true
         with pytest.raises(AttributeError, match="_Skip"):  # the stand-in for what it would have read
             model(x)
         return
+    side = recorded["min_size"]  # the smallest side it scores, measured: it does, and one rung smaller does not
+    assert scores_at(model, side) and (side == SIDES[0] or not scores_at(model, SIDES[SIDES.index(side) - 1]))
     s = model(x)
     assert s.shape == (2,) and torch.isfinite(s).all()
     with torch.no_grad():

@@ -2,8 +2,9 @@
 a ResNet-50 model (ARNIQA) is transformed and fine-tuned briefly, a ViT (MANIQA, ViT-B/8:
 the block follows its patch-embedding convolution) transformed; both then score and
 differentiate; where
-the method cannot apply (CLIP-IQA keeps its network outside the module tree), the cell is
-skipped with the reason."""
+the method cannot apply (CLIP-IQA keeps its network outside the module tree; MUSIQ's
+training-mode forward expects pre-extracted patches, so it cannot be fine-tuned on images),
+the cell is skipped with the reason."""
 
 from __future__ import annotations
 
@@ -63,4 +64,12 @@ def test_where_it_cannot_apply_the_reason_is_given():
     with random_weights():
         model = MODELS.create("clipiqa")
     with pytest.raises(NotApplicable, match="model 'clipiqa'"):
+        DEFENSES.create("ortho+act+prune").transform(model)
+
+
+def test_a_model_whose_training_forward_takes_no_images_is_skipped_with_the_reason():
+    with random_weights():
+        model = MODELS.create("musiq").eval()
+    with pytest.raises(NotApplicable, match=r"defense 'ortho\+act\+prune' fine-tunes the model on images; model "
+                                            r"'musiq' cannot compute a training-mode forward pass on them \(RuntimeError"):
         DEFENSES.create("ortho+act+prune").transform(model)

@@ -39,6 +39,7 @@ from bench.datasets.checks import check_files
 from bench.datasets.layouts import (  # noqa: F401 - all importable from here, as before they moved
     FileIndex,
     Layout,
+    official_sides,
     present,
     pyiqa_fr,
     pyiqa_nr,
@@ -80,6 +81,9 @@ class FileDataset(IQADataset):
                           "Lanczos) and centre-cropped to, px")
         test_fraction: float = Field(0.2, gt=0, lt=1, description="share of references (of images, for authentic "
                                      "sets) on the test side, drawn with the seed")
+        split: Literal["seeded", "official"] = Field(
+            "seeded", description="'seeded': test_fraction drawn with the seed; 'official': the release's own train "
+            "and test sets (validation images unused), where its layout has them (KonIQ-10k)")
         n_images: int | None = Field(None, ge=1, description="thin the test side to this many images, one per "
                                      "equal-count MOS stratum (None: all)")
         n_train: int | None = Field(None, ge=1, description="thin the train side likewise (None: all)")
@@ -157,18 +161,32 @@ class FileDataset(IQADataset):
     def split(self, seed: int) -> tuple[IQASplit, IQASplit]:
         df = self.table()
         mos = df["mos"].to_numpy()
-        groups = df["name"].to_numpy() if self.by_image else df["ref"].to_numpy()
-        try:
-            in_test = split_groups(groups, self.params["test_fraction"], seed)
-        except ValueError as e:
-            raise ScoreFileError(f"dataset '{self.info.name}': {e}") from None
+        if self.params["split"] == "official":
+            in_train, in_test = self._official(df)
+        else:
+            groups = df["name"].to_numpy() if self.by_image else df["ref"].to_numpy()
+            try:
+                in_test = split_groups(groups, self.params["test_fraction"], seed)
+            except ValueError as e:
+                raise ScoreFileError(f"dataset '{self.info.name}': {e}") from None
+            in_train = ~in_test
         out = []
-        for side, mask, n in (("train", ~in_test, self.params["n_train"]), ("test", in_test, self.params["n_images"])):
+        for side, mask, n in (("train", in_train, self.params["n_train"]), ("test", in_test, self.params["n_images"])):
             idx = np.flatnonzero(mask)
             if n is not None and n < len(idx):
                 idx = stratified(idx, mos[idx], n, seed + (0 if side == "test" else 1))
             out.append(self._make_split(df, idx, side))
         return out[0], out[1]
+
+    def _official(self, df: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """The release's own train and test masks (its validation images are in neither)."""
+        if "official" not in df.columns:
+            layout = self.layout.name if self.layout else "?"
+            raise ScoreFileError(f"dataset '{self.info.name}': split = \"official\" but its {layout} layout under "
+                                 f"'{self._root}' names no official split; use split = \"seeded\" or give the layout "
+                                 "that has one")
+        side = df["official"].to_numpy()
+        return side == "train", side == "test"
 
     def _make_split(self, df: pd.DataFrame, idx: np.ndarray, side: str = "test") -> IQASplit:
         keep, skipped, converted, why = [], [], {}, []

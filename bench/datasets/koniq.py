@@ -12,8 +12,11 @@ pyiqa report (the `MOS` column is the same ratings on 1..5).
 pyiqa's layout: root = pyiqa's `datasets/`, with meta_info/meta_info_KonIQ10kDataset.csv
 (img_name, mos [0..100], std, split, ...) and koniq10k/1024x768/ or koniq10k/512x384/.
 
-Split: by image (no references), `test_fraction` drawn with the seed; the official
-train/validation/test sets are not used, so that every dataset splits the same way.
+Split: by image (no references), `test_fraction` drawn with the seed, as every dataset
+splits; or, with `split = "official"`, the release's own sets (7,058 training, 1,000
+validation, 2,015 test images; the validation ones unused), which the KonIQ-10k models'
+papers report on: from the `set` column of koniq10k_distributions_sets.csv (official
+layout, the release's file that adds that column) or pyiqa's `official_split` column.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from bench.api import (
     FileIndex,
     Layout,
     numbers,
+    official_sides,
     present,
     pyiqa_nr,
     read_csv,
@@ -39,12 +43,17 @@ SCORES = "koniq10k_scores_and_distributions.csv|koniq10k_scores_and_distribution
 IMAGES = "1024x768/|512x384/"
 
 
+SETS = "koniq10k_distributions_sets.csv"  # the scores again, with the official split in `set`
+SET_WORDS = {"training": "train", "validation": "val", "test": "test"}
+
+
 def read_official(root: Path) -> pd.DataFrame:
-    path = present(root, SCORES)
+    path = present(root, f"{SETS}|{SCORES}")  # the file with the split, where it is there
     df = read_csv(path, "koniq10k", ("image_name", "MOS_zscore"))
     names = df["image_name"].astype(str)
     mos = numbers(df["MOS_zscore"], path, "koniq10k")
-    return table(names, FileIndex([present(root, IMAGES)]).locate(names, path, "koniq10k"), mos)
+    split = official_sides(df["set"], path, "koniq10k", SET_WORDS) if "set" in df.columns else None
+    return table(names, FileIndex([present(root, IMAGES)]).locate(names, path, "koniq10k"), mos, official=split)
 
 
 @register_dataset
@@ -54,9 +63,9 @@ class KonIQ10k(FileDataset):
         mos_lower_better=False, reference="http://database.mmsp-kn.de/koniq-10k-database.html",
         description="10,073 in-the-wild photos (authentic distortions), crowd-sourced MOS, split by image",
         extra={"images": 10073, "references": 0,
-               "layout": f"official: {SCORES.split('|')[0]} + {IMAGES}; "
+               "layout": f"official: {SCORES.split('|')[0]} (or {SETS}, which adds the official split) + {IMAGES}; "
                          "pyiqa: meta_info/meta_info_KonIQ10kDataset.csv + koniq10k/1024x768/|512x384/"},
     )
     by_image = True
-    layouts = (Layout("official", (SCORES, IMAGES), read_official),
+    layouts = (Layout("official", (f"{SCORES}|{SETS}", IMAGES), read_official),
                pyiqa_nr("koniq10k", "meta_info_KonIQ10kDataset.csv", "koniq10k/1024x768/|koniq10k/512x384/"))

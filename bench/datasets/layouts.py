@@ -102,15 +102,34 @@ def _walk(folder: Path, recursive: bool) -> Iterable[str]:
         yield from (os.path.join(dirpath, f) for f in files)
 
 
+OFFICIAL_SIDES = ("train", "val", "test")
+
+
 def table(names: Iterable[str], images: list[str], mos: np.ndarray, refs: Iterable[str] | None = None,
-          ref_images: list[str] | None = None) -> pd.DataFrame:
-    """The loaders' common table (see the module docstring)."""
+          ref_images: list[str] | None = None, official: Iterable[str] | None = None) -> pd.DataFrame:
+    """The loaders' common table (see the module docstring); `official`, where the release
+    has one, is each image's side of its own split (one of OFFICIAL_SIDES)."""
     names = [str(n) for n in names]
-    return pd.DataFrame({
+    df = pd.DataFrame({
         "name": names, "image": images, "mos": np.asarray(mos, dtype=np.float64),
         "ref": names if refs is None else [str(r) for r in refs],
         "ref_image": [None] * len(names) if ref_images is None else ref_images,
     })
+    if official is not None:
+        df["official"] = list(official)
+    return df
+
+
+def official_sides(values: pd.Series, path: Path, dataset: str, words: dict[str, str]) -> list[str]:
+    """A release's split column turned into OFFICIAL_SIDES through `words` (its own
+    names for them); a value it does not know is named with its line."""
+    out = []
+    for line, v in enumerate(values.astype(str).str.strip().str.lower(), start=2):
+        if v not in words:
+            raise ScoreFileError(f"dataset '{dataset}': '{path}' line {line}: split '{v}' is none of "
+                                 f"{', '.join(sorted(words))}; re-download the file")
+        out.append(words[v])
+    return out
 
 
 # ----------------------------------------------------------------------------- pyiqa's layout
@@ -130,7 +149,11 @@ def pyiqa_nr(dataset: str, meta: str, images: str, skip: int = 0) -> Layout:
         names = df.iloc[:, 0].astype(str)
         mos = numbers(df.iloc[:, 1], root / csv, dataset, first_line=2 + skip)
         folder = present(root, images)
-        return table(names, FileIndex([folder], recursive=True).locate(names, root / csv, dataset), mos)
+        # pyiqa's tables carry the release's own split, where it has one, as `official_split`
+        split = (official_sides(df["official_split"], root / csv, dataset, {s: s for s in OFFICIAL_SIDES})
+                 if "official_split" in df.columns else None)
+        return table(names, FileIndex([folder], recursive=True).locate(names, root / csv, dataset), mos,
+                     official=split)
 
     return Layout("pyiqa", (csv, images), read)
 

@@ -49,6 +49,7 @@ from bench.api import (
     NotApplicable,
     Params,
     model_validator,
+    probe_input,
     register_defense,
     require_trainable,
     train_loop,
@@ -59,6 +60,7 @@ from .surgery import (
     ACTIVATIONS,
     activation_swaps,
     apply_pruning,
+    blocks_run,
     insert_orthogonal,
     orthogonal_after,
     remove_pruning,
@@ -83,13 +85,6 @@ __all__ = [
 ]
 
 PAPER = "https://arxiv.org/abs/2506.04951"
-
-
-def _probe_input(model: IQAModel) -> Tensor:
-    """A fixed random batch of two images of the size the model declares (or 64 x 64)."""
-    h, w = model.info.input_size or (max(model.info.min_size, 64),) * 2
-    device = next(iter(model.parameters())).device
-    return torch.rand(2, 3, h, w, generator=torch.Generator().manual_seed(0)).to(device)
 
 
 # ----------------------------------------------------------------------------- the defense
@@ -143,7 +138,9 @@ def _info(name: str, description: str) -> DefenseInfo:
         description=description,
         # 2: a fine-tune after each change, not one at the end; 3: the swap reaches every ReLU
         # (the model's own forward too) and fine-tuning keeps functional dropout in train mode
-        version="3",
+        # 4: the block runs from a hook on its conv (the conv keeps its place and attributes),
+        # models whose training-mode forward fails, or that bypass a block, are skipped
+        version="4",
     )
 
 
@@ -173,12 +170,17 @@ class OrthoFlow(Defense):
 
         model = copy.deepcopy(model)  # the runner's base model stays as it was
         if p["activation"] != "none":
-            swaps = swap_activations(model, p["activation"], _probe_input(model))
+            swaps = swap_activations(model, p["activation"], probe_input(model))
             if swaps["modules"] + swaps["functional"] == 0:
                 raise NotApplicable(f"{me}: {them} computes with no ReLU (no nn.ReLU, no functional call in a "
                                     f"forward pass), so swapping it for {p['activation']} would change nothing")
         if p["insert"] != "none":
             insert_orthogonal(model, p["insert"], p["kernel_size"], p["block"])
+            ran, inserted = blocks_run(model, probe_input(model))
+            if ran < inserted:
+                raise NotApplicable(f"{me}: {inserted - ran} of the {inserted} orthogonal blocks inserted after "
+                                    f"{them}'s convolutions never ran (the model applies those convolutions' "
+                                    "weights without calling their modules), so the variant would not be itself")
         return model
 
     # -- training

@@ -27,6 +27,7 @@ __all__ = [
     "ActivationSwap",
     "activation_swaps",
     "apply_pruning",
+    "blocks_run",
     "insert_orthogonal",
     "orthogonal_after",
     "remove_pruning",
@@ -128,29 +129,54 @@ def activation_swaps(model: nn.Module) -> dict[str, Any] | None:
 
 
 # ----------------------------------------------------------------------------- orthogonal blocks
+def _then_orthogonal(conv: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> Tensor:
+    """The forward hook that makes a conv's output pass through its orthogonal block.
+    Module-level, taking the conv as its argument: a deep copy of the model copies the hook
+    and it then runs the copy's block."""
+    return conv.orthogonal(output)
+
+
 def insert_orthogonal(model: nn.Module, where: str, kernel_size: int = 3, block: str = "cayley") -> list[str]:
     """Follow the first (or every) Conv2d by an orthogonal block (`BLOCKS[block]`);
     returns the layers changed (what `orthogonal_after(model)` reads back).
 
     The trained conv is kept and the orthogonal block follows it, as in the method's
     experiments that insert blocks into pretrained backbones rather than replace layers.
+    The block becomes the conv's child `orthogonal`, run by a forward hook on the conv:
+    the conv stays where it was, as what it was, so code that reads its attributes (CLIP
+    takes the network's dtype from `visual.conv1.weight`) still finds them.
     """
     convs = [(n, m) for n, m in model.named_modules() if isinstance(m, nn.Conv2d)]
     if where == "first":
         convs = convs[:1]
-    for name, conv in convs:
-        new = BLOCKS[block](conv.out_channels, kernel_size).to(conv.weight.device, conv.weight.dtype)
-        _set_submodule(model, name, nn.Sequential(conv, new))
+    for _, conv in convs:
+        conv.orthogonal = BLOCKS[block](conv.out_channels, kernel_size).to(conv.weight.device, conv.weight.dtype)
+        conv.register_forward_hook(_then_orthogonal)
     return [n for n, _ in convs]
 
 
 def orthogonal_after(model: nn.Module) -> list[str]:
-    """The layers `insert_orthogonal` followed by a block, read off the structure: each
-    one's name now holds a Sequential (the conv, the block), in the place (and so the
-    module order) the conv had, so the list is the one insertion returned."""
+    """The layers `insert_orthogonal` followed by a block, read off the structure (each
+    such conv holds its block as `orthogonal`), in module order: the list insertion returned."""
     return [name for name, m in model.named_modules()
-            if isinstance(m, nn.Sequential) and len(m) == 2
-            and isinstance(m[0], nn.Conv2d) and isinstance(m[1], BLOCK_TYPES)]
+            if isinstance(m, nn.Conv2d) and isinstance(getattr(m, "orthogonal", None), BLOCK_TYPES)]
+
+
+def blocks_run(model: nn.Module, probe: Tensor) -> tuple[int, int]:
+    """(blocks that ran, blocks inserted) in one forward pass on `probe`: a conv whose
+    weights the model applies without calling the module (a functional conv on
+    `conv.weight`) never runs its hook, and then the block changes nothing."""
+    blocks = [m.orthogonal for m in model.modules()
+              if isinstance(m, nn.Conv2d) and isinstance(getattr(m, "orthogonal", None), BLOCK_TYPES)]
+    ran: set[int] = set()
+    handles = [b.register_forward_hook(lambda m, i, o: ran.add(id(m))) for b in blocks]
+    try:
+        with torch.no_grad():
+            model(probe)
+    finally:
+        for h in handles:
+            h.remove()
+    return len(ran), len(blocks)
 
 
 # ----------------------------------------------------------------------------- pruning

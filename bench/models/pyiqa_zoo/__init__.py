@@ -14,16 +14,21 @@ from typing import Any, ClassVar
 from torch import Tensor, nn
 
 from bench.api import (
-    MODELS, Field, IQAModel, ModelInfo, NotApplicable, Params, WeightsMissingError, digest_files, register_model,
+    MODELS,
+    Field,
+    IQAModel,
+    ModelInfo,
+    NotApplicable,
+    Params,
+    WeightsMissingError,
+    digest_files,
+    register_model,
 )
 
-from .build import Built, build_network, random_weights, random_weights_on
-from .catalog import BUILT_IN, ZooEntry, class_name, entries
+from .build import Built, build_network, random_weights, random_weights_on  # noqa: F401 - random_weights: for users
+from .catalog import BUILT_IN, CROPS_224, ZooEntry, class_name, entries
 from .manifest import files, manifest
 
-# Networks that score uniform 224-pixel crops in eval mode (smaller images are refused), and
-# the constructor option that sets how many.
-CROPS_224 = {"MANIQA": "test_sample", "TReS": "test_sample", "HyperNet": "num_crop"}
 
 def trained_on(entry: ZooEntry) -> str:
     """What the published weights were fitted to, as pyiqa's options name it."""
@@ -99,7 +104,8 @@ def _register(entry: ZooEntry) -> None:
     info = ModelInfo(
         name=entry.name, lower_better=entry.lower_better, score_range=entry.score_range, kind="learned",
         differentiable=entry.refused is None, input_size=entry.input_size, unavailable=entry.refused,
-        min_size=224 if entry.arch in CROPS_224 else 32,
+        # measured when the manifest was made (`smallest_side`); 224 where it lacks the figure
+        min_size=manifest().get(entry.name, {}).get("min_size") or 224,
         weights=f"published by pyiqa (trained on {trained_on(entry)}), downloaded into $TORCH_HOME/hub/pyiqa on "
                 "first use; or --weights PATH",
         reference="https://github.com/chaofengc/IQA-PyTorch (pyiqa 0.1.16)",

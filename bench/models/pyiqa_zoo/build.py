@@ -32,8 +32,8 @@ import torch
 from torch import nn
 
 from bench.api import CheckpointError, WeightsMissingError, download, file_sha256, quoted, refusal
-from .clip_configs import random_clip
 
+from .clip_configs import random_clip
 
 _random = contextvars.ContextVar("pyiqa_zoo_random", default=False)
 

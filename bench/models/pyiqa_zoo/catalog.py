@@ -46,6 +46,10 @@ BUILD_NEEDS_FILES = {  # by pyiqa name
 # too, and can also be trained here (bench/models/cnniqa.py, wadiqam.py).
 BUILT_IN = {"cnniqa", "wadiqam_nr"}
 
+# Networks that score uniform 224-pixel crops in eval mode (a smaller image is first upsampled
+# by pyiqa to 225 pixels on its short side), and the constructor option that sets how many.
+CROPS_224 = {"MANIQA": "test_sample", "TReS": "test_sample", "HyperNet": "num_crop"}
+
 # Classic metrics (no learned network): pyiqa's versions are not part of the zoo; the
 # benchmark's own classic models (`piqe`, `niqe`, `brisque`) are the built-in ones.
 CLASSIC = {"PIQE", "NIQE", "ILNIQE", "BRISQUE", "NRQM", "PI"}

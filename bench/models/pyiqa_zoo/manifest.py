@@ -74,6 +74,31 @@ def backbone(net: Any, opts: dict[str, Any]) -> str:
     return max(parts)[1] if parts else type(net).__name__
 
 
+# The square sides tried, smallest first, when the smallest input a network scores is measured.
+SIDES = (16, 24, 32, 48, 64, 96, 128, 160, 192, 224, 256, 320, 384)
+
+
+def scores_at(model: Any, side: int) -> bool:
+    """Whether `model` scores a batch of two `side` x `side` images to finite values (no
+    exception: pyiqa's networks refuse small inputs by assertion, by a reshape that does
+    not fit, or by a pooling window larger than the feature map)."""
+    import torch
+
+    torch.manual_seed(0)
+    try:
+        with torch.no_grad():
+            return bool(torch.isfinite(model(torch.rand(2, 3, side, side))).all())
+    except Exception:  # noqa: BLE001 - any failure means: not at this size
+        return False
+
+
+def smallest_side(model: Any) -> int | None:
+    """The smallest of `SIDES` at which `model` scores (None: none of them). Measured, not
+    read from papers: the documentation of most networks does not state it, and a matrix
+    whose images are smaller must be refused with this number, not fail inside a cell."""
+    return next((side for side in SIDES if scores_at(model, side)), None)
+
+
 def record(model: Any) -> dict[str, Any]:
     return {"urls": list(dict.fromkeys(model.built.urls)), "parameters": sum(p.numel() for p in model.parameters()),
             "structure": structure(model.net, model.entry.opts), "backbone": backbone(model.net, model.entry.opts)}
