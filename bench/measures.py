@@ -20,7 +20,16 @@ msu-video-group/MSU_Metrics_Robustness_Benchmark, robustness_benchmark/score_met
 how many orders of magnitude smaller the score shift is than the room the score had to
 move; higher is more robust, and it does not depend on the direction of the shift.
 
-Each of abs_gain, rel_gain, R and clean SROCC comes with a 95% bootstrap interval over
+The normalised gains divide by each cell's own clean-score range, so a defense whose
+fine-tune narrows the spread of scores shows a larger gain for the same change in quality.
+`mos_gain` reads the shift on the dataset's own scale instead: each cell's scores are
+mapped to MOS by the field's usual monotonic fit on the clean test scores (VQEG's
+four-parameter logistic, Q(s) = b2 + (b1 - b2) / (1 + exp(-(s - b3) / b4)), least squares
+by scipy), and the gain is mean(Q(s*) - Q(s)) in MOS units, signed so that positive means
+the predicted quality went up (on a DMOS scale, down). Where the fit does not converge it is
+NaN, never a substitute.
+
+Each of abs_gain, rel_gain, R, mos_gain and clean SROCC comes with a 95% bootstrap interval over
 the cell's images (`<key>_ci_lo`, `<key>_ci_hi`): BCa, 1000 resamples, a fixed seed, so
 that the same scores always give the same interval. Torch is imported only by
 `Fidelity`, so the site can use the formulas here without it.
@@ -39,7 +48,9 @@ from scipy import stats
 if TYPE_CHECKING:
     from torch import Tensor
 
-MEASURES_VERSION = "3"  # 2: MSU robustness score and bootstrap intervals; 3: correlations signed by the dataset's direction too
+# 2: MSU robustness score and bootstrap intervals; 3: correlations signed by the dataset's direction too;
+# 4: the gain in MOS units
+MEASURES_VERSION = "4"
 CI_LEVEL = 0.95
 CI_RESAMPLES = 1000  # ~1 ms per mean and ~10 ms per SROCC interval at 64 images
 CI_SEED = 0
@@ -88,6 +99,43 @@ def gains(clean: np.ndarray, attacked: np.ndarray, lower_better: bool) -> tuple[
 def robustness_score(clean: np.ndarray, attacked: np.ndarray, lower_better: bool) -> float:
     """MSU robustness score R (see the module docstring); higher is more robust."""
     return float(np.mean(per_image(clean, attacked, lower_better)["robustness_score"]))
+
+
+def logistic4(s: np.ndarray, b1: float, b2: float, b3: float, b4: float) -> np.ndarray:
+    """VQEG's monotonic map from a model's scores to MOS (b4 < 0: a lower-better model)."""
+    with np.errstate(over="ignore"):
+        return b2 + (b1 - b2) / (1.0 + np.exp(-(s - b3) / b4))
+
+
+def mos_map(clean: np.ndarray, mos: np.ndarray) -> Callable[[np.ndarray], np.ndarray] | None:
+    """The logistic fitted from clean scores to MOS (None: too few images, a constant
+    side, or no convergence). Started where VQEG starts it: the MOS extremes, the scores'
+    mean, their spread signed by the rank correlation."""
+    from scipy.optimize import curve_fit
+
+    if len(clean) < 5 or np.ptp(clean) == 0 or np.ptp(mos) == 0:
+        return None
+    sign = 1.0 if stats.spearmanr(clean, mos).statistic >= 0 else -1.0
+    start = [float(mos.max()), float(mos.min()), float(np.mean(clean)), sign * float(np.std(clean)) / 4]
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            b, _ = curve_fit(logistic4, clean, mos, p0=start, maxfev=20000)
+    except (RuntimeError, ValueError):
+        return None
+    if not np.all(np.isfinite(b)):
+        return None
+    return lambda s: logistic4(np.asarray(s, dtype=float), *b)
+
+
+def mos_shift(clean: np.ndarray, attacked: np.ndarray, mos: np.ndarray, mos_lower_better: bool) -> np.ndarray:
+    """Each image's change in predicted MOS, signed so that up in quality is positive;
+    NaN throughout where no map could be fitted."""
+    q = mos_map(clean, mos)
+    if q is None:
+        return np.full(len(clean), math.nan)
+    shift = q(attacked) - q(clean)
+    return -shift if mos_lower_better else shift
 
 
 def _srocc(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray:
@@ -141,7 +189,7 @@ def cell_metrics(
     mos, clean, attacked = (np.asarray(v, dtype=float) for v in (mos, clean, attacked))
     s_c, p_c = correlations(clean, mos, lower_better, mos_lower_better)
     s_a, p_a = correlations(attacked, mos, lower_better, mos_lower_better)
-    p = per_image(clean, attacked, lower_better)
+    p = {**per_image(clean, attacked, lower_better), "mos_gain": mos_shift(clean, attacked, mos, mos_lower_better)}
     out: dict[str, float] = {
         "n_images": len(mos),
         "srocc_clean": s_c, "srocc_attacked": s_a, "plcc_clean": p_c, "plcc_attacked": p_a,

@@ -260,15 +260,14 @@ def upgrade(record: JSON) -> JSON:
 IDENTITY = tuple(f.name for f in fields(CellRef) if f.name != "extra")  # model, defense, attack, eps, dataset
 # every measure an ok cell has, in export order; NaN where a cell has none
 MEASURES = (
-    "srocc_clean", "srocc_attacked", "plcc_clean", "plcc_attacked",
-    "abs_gain", "rel_gain", "robustness_score", "psnr", "ssim", "seconds",
-    "srocc_clean_ci_lo", "srocc_clean_ci_hi", "abs_gain_ci_lo", "abs_gain_ci_hi",
+    "srocc_clean", "srocc_attacked", "plcc_clean", "plcc_attacked", "abs_gain", "rel_gain", "robustness_score",
+    "psnr", "ssim", "seconds", "srocc_clean_ci_lo", "srocc_clean_ci_hi", "abs_gain_ci_lo", "abs_gain_ci_hi",
     "rel_gain_ci_lo", "rel_gain_ci_hi", "robustness_score_ci_lo", "robustness_score_ci_hi",
 )
-# measures some cells have: the group's shared set-up time, the L-inf distance used, and
-# what a certified defense guarantees (bench.executor)
+# measures some cells have: the group's shared set-up time, the L-inf distance used, what a
+# certified defense guarantees (bench.executor), the gain in MOS units (measures 4 on)
 OTHER_MEASURES = ("setup_seconds", "linf", "cert_vacuous", "cert_lo_mean", "cert_hi_mean", "cert_width_mean",
-                  "cert_attacked_inside")
+                  "cert_attacked_inside", "mos_gain", "mos_gain_ci_lo", "mos_gain_ci_hi")
 EXPORT_COLUMNS = [*IDENTITY, "status", "n_images", *MEASURES]
 COMPONENTS = ("model", "defense", "attack", "dataset")
 PROVENANCE = ("bench", "torch", "pyiqa", "torchattacks", "python", "git_commit", "seed", "matrix",
