@@ -21,6 +21,7 @@ from typing import Any
 from bench.record import (
     COMPONENTS,
     EXPORT_COLUMNS,
+    OTHER_MEASURES,
     PROVENANCE,
     SCHEMA,
     CellRecord,
@@ -209,7 +210,7 @@ def records_frame(records: list[dict[str, Any]] | Iterator[dict[str, Any]]):  # 
 
     rows = [flatten(upgrade(r)) for r in records]
     df = pd.DataFrame(rows)
-    for c in EXPORT_COLUMNS:
+    for c in (*EXPORT_COLUMNS, *OTHER_MEASURES):  # NaN where no record has it (older records, other cells)
         if c not in df.columns:
             df[c] = math.nan
     rest = [c for c in df.columns if c not in EXPORT_COLUMNS]

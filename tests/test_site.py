@@ -40,6 +40,7 @@ def make_record(model: str, defense: str, attack: str, eps: float, *, dataset: s
         "srocc_attacked": rng.uniform(-0.2, 0.6) if ok else nan, "plcc_clean": rng.uniform(0.6, 0.9) if ok else nan,
         "plcc_attacked": rng.uniform(-0.2, 0.6) if ok else nan, "abs_gain": gain, "rel_gain": gain * 2,
         "psnr": rng.uniform(30, 45) if ok else nan, "ssim": rng.uniform(0.8, 1.0) if ok else nan, "seconds": 0.5,
+        "mos_gain": gain * 4, "mos_gain_ci_lo": gain * 4 - 0.1, "mos_gain_ci_hi": gain * 4 + 0.1,
     }
     return {
         "key": digest(cell), "cell": cell, "config": {},
@@ -459,7 +460,27 @@ TODAYS_SENTENCE = (
     "0.360 [0.330, 0.400]; no defense (none) 0.318 [0.288, 0.358]: the full method's gain is not below none's, and "
     "the 95% intervals overlap, so these data do not separate them; adversarial training (adv-train) 0.438 "
     "[0.408, 0.478]: the full method's gain is below adv-train's, and the 95% intervals do not overlap. "
+    "In MOS units the full method's shift is 1.439 [1.339, 1.539] against none's 1.272 [1.172, 1.372]: not below "
+    "none's, and the 95% intervals overlap, so these data do not separate them; the two measures agree. "
     "Its clean SROCC is within 0.05 of none's (+0.020).")
+
+
+def test_the_claim_says_when_the_gain_in_mos_units_disagrees_with_the_normalised_gain(tmp_path: Path) -> None:
+    """A fine-tune that narrows the clean scores raises the normalised gain with no change in
+    quality: the method looks worse than none there, not in MOS units, and the claim says so."""
+    from bench.leaderboard.claim import tables
+    from bench.store import records_frame
+
+    recs = [make_record("cnniqa", d, "pgd", 8) for d in ("none", "ortho+act+prune")]
+    for r in recs:
+        r["provenance"]["claim"] = QUICK_CLAIM
+    for r, gain, mos in ((recs[0], 0.3, 1.5), (recs[1], 0.6, 0.5)):
+        r["metrics"].update(abs_gain=gain, abs_gain_ci_lo=gain - 0.02, abs_gain_ci_hi=gain + 0.02,
+                            mos_gain=mos, mos_gain_ci_lo=mos - 0.1, mos_gain_ci_hi=mos + 0.1)
+    (group,) = tables(records_frame(recs))
+    assert ("In MOS units the full method's shift is 0.500 [0.400, 0.600] against none's 1.500 [1.400, 1.600]: "
+            "below none's, and the 95% intervals do not overlap; the two measures disagree, so the normalised "
+            "gain's ordering is not a change in quality.") in group["sentence"]
 
 
 def renamed(rec: dict, name: str) -> dict:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import pandas as pd
 
 # measure -> "max" or "min": which end is the worst case (the attack's best).
-WORST = {"abs_gain": "max", "rel_gain": "max", "robustness_score": "min"}
+WORST = {"abs_gain": "max", "rel_gain": "max", "robustness_score": "min", "mos_gain": "max"}
 ALL_ATTACKS = "all (worst)"
 GROUP = ["model", "dataset", "defense"]
 CLEAN_LOSS = 0.05  # clean SROCC a defense may lose against the reference before it is marked

@@ -25,7 +25,8 @@ from bench.leaderboard import roles as R
 from bench.leaderboard.aggregate import ci
 from bench.leaderboard.tables import estimate, estimates, number
 
-MEASURES = (("abs_gain", "abs gain"), ("rel_gain", "rel gain"), ("robustness_score", "MSU R"))
+MEASURES = (("abs_gain", "abs gain"), ("rel_gain", "rel gain"), ("robustness_score", "MSU R"),
+            ("mos_gain", "MOS gain"))
 START, END = "<!-- claim:start -->", "<!-- claim:end -->"
 
 
@@ -117,9 +118,9 @@ def sentence(model: str, dataset: str, s: pd.DataFrame, q: pd.DataFrame, claim: 
     """What the data show for one method on one model and dataset, in one or two sentences,
     and the budget it speaks of: the largest where both the method and the reference have
     a result."""
-    def at(name: str, eps: float) -> list[Any] | None:
+    def at(name: str, eps: float, key: str = "abs_gain") -> list[Any] | None:
         r = s[(s["defense"] == name) & (s["eps"] == eps)]
-        return None if r.empty else estimate(*r.iloc[0][ci("abs_gain")], bool(r.iloc[0]["flagged"]))
+        return None if r.empty else estimate(*r.iloc[0][ci(key)], bool(r.iloc[0]["flagged"]))
 
     method, ref = claim.method, roles.reference
     silent = [name for name in (ref, method)
@@ -147,7 +148,7 @@ def sentence(model: str, dataset: str, s: pd.DataFrame, q: pd.DataFrame, claim: 
             parts.append(f"{label} ({name}) has no result at this budget")
         else:
             parts.append(f"{label} ({name}) {_fmt(other)}: the full method's gain is {_compare(full, other, name)}")
-    text = "; ".join(parts) + "."
+    text = "; ".join(parts) + "." + _in_mos_units(method, ref, eps, at)
     qf = q[q["defense"] == method]
     delta = number(qf["srocc_delta"].iloc[0], "dec3") if len(qf) else None
     if delta is not None:
@@ -156,6 +157,22 @@ def sentence(model: str, dataset: str, s: pd.DataFrame, q: pd.DataFrame, claim: 
     if len(full) > 3:
         text += " Some of its cells are flagged: read its gain with care."
     return text, number(eps)
+
+
+def _in_mos_units(method: str, ref: str | None, eps: float, at: Any) -> str:
+    """Whether the gain in MOS units tells the same as the normalised gain against the
+    reference: the normalised gain divides by each cell's own clean-score range, so a
+    fine-tune that narrows the scores can move it without any change in quality."""
+    if ref is None or ref == method:
+        return ""
+    full, other, full_mos, other_mos = at(method, eps), at(ref, eps), at(method, eps, "mos_gain"), \
+        at(ref, eps, "mos_gain")
+    if None in (full, other, full_mos, other_mos):
+        return " The gain in MOS units is not available for both, so it cannot confirm the normalised gain."
+    agree = (full[0] < other[0]) == (full_mos[0] < other_mos[0])
+    return (f" In MOS units the full method's shift is {_fmt(full_mos)} against {ref}'s {_fmt(other_mos)}: "
+            f"{_compare(full_mos, other_mos, ref)}; the two measures "
+            + ("agree." if agree else "disagree, so the normalised gain's ordering is not a change in quality."))
 
 
 def markdown(df: pd.DataFrame) -> str:
@@ -173,12 +190,13 @@ def markdown(df: pd.DataFrame) -> str:
         eps = g["claim_eps"]
         head = f"{_md(g['method'])}: " if several else ""
         lines += [f"### {head}{_md(g['model'])} on {_md(g['dataset'])}", "", _md(g["sentence"]), ""]
-        lines += [f"| defense | kind | SROCC clean [95% CI] | abs gain @{eps} [95% CI] | MSU R @{eps} [95% CI] |",
-                  "|---|---|---|---|---|"]
+        lines += [f"| defense | kind | SROCC clean [95% CI] | abs gain @{eps} [95% CI] | MOS gain @{eps} [95% CI] | "
+                  f"MSU R @{eps} [95% CI] |", "|---|---|---|---|---|---|"]
         for r in g["rows"]:
             name = _md(r["defense"]) + (f" ({r['role']})" if r["role"] else "") + (" \u26a0 clean loss" if r["clean_loss"] else "")
             lines.append(f"| {name} | {_md(r['defense_kind'])} | {_fmt(r['srocc_clean'])} | "
-                         f"{_fmt(r.get(f'abs_gain@{eps}'))} | {_fmt(r.get(f'robustness_score@{eps}'))} |")
+                         f"{_fmt(r.get(f'abs_gain@{eps}'))} | {_fmt(r.get(f'mos_gain@{eps}'))} | "
+                         f"{_fmt(r.get(f'robustness_score@{eps}'))} |")
         lines.append("")
     if not df.empty:
         lines += [_md(roles.rule), ""]

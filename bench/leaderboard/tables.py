@@ -39,6 +39,8 @@ CELL_COLUMNS = [
     Column("plcc_clean", "PLCC clean", "dec3", mos=True),
     Column("abs_gain", "abs gain", "dec3"), Column("rel_gain", "rel gain", "dec3"),
     Column("robustness_score", "MSU R", "dec3", title="MSU robustness score: higher is more robust"),
+    Column("mos_gain", "MOS gain", "dec3", title="the score shift in the dataset's MOS units (each cell's scores "
+           "mapped to MOS by a logistic fitted on its clean scores); positive: predicted quality went up"),
     Column("psnr", "PSNR", "dec3"), Column("ssim", "SSIM", "dec3"),
     Column("flags", "flags"), Column("attack_view", "attack view"), Column("message", "message"),
 ]
@@ -155,10 +157,8 @@ def leaderboard_columns(eps_values: list[float], reference: str | None = None) -
                title=f"clean SROCC minus {ref}'s; < -{agg.CLEAN_LOSS} is marked"),
         Column("plcc_clean", "PLCC clean", "dec3", mos=True),
     ]
-    for e in eps_values:
-        cols.append(Column(f"abs_gain@{number(e)}", f"gain @{number(e)}", "est", eps=e))
-    for e in eps_values:
-        cols.append(Column(f"robustness_score@{number(e)}", f"MSU R @{number(e)}", "est", eps=e))
+    for m, label in (("abs_gain", "gain"), ("mos_gain", "MOS gain"), ("robustness_score", "MSU R")):
+        cols += [Column(f"{m}@{number(e)}", f"{label} @{number(e)}", "est", eps=e) for e in eps_values]
     return cols + [Column("flags", "reliability flags"), Column("n_cells", "ok cells", "num")]
 
 
@@ -180,7 +180,7 @@ def leaderboard(df: pd.DataFrame, scoped: pd.DataFrame | None = None, quality: p
     origin_d, weights_d = origins(df), origins(df, "weights_source")
     worst_d = agg.overall(scoped).set_index(agg.GROUP + ["scope"]).to_dict("index")
     rows: dict[tuple, dict[str, Any]] = {}
-    per_eps = {m: estimates(scoped, m, "flagged") for m in ("abs_gain", "robustness_score")}
+    per_eps = {m: estimates(scoped, m, "flagged") for m in ("abs_gain", "mos_gain", "robustness_score")}
     eps_label = [number(e) for e in scoped["eps"]]
     for i, r in enumerate(scoped[agg.GROUP + ["scope", "n_cells"]].itertuples(index=False)):
         key = (r.model, r.dataset, r.defense, r.scope)
