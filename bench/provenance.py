@@ -44,6 +44,10 @@ def environment(device: str) -> dict[str, Any]:
                           "memory_gb": round(total_memory_gb(), 1)}
     if device.startswith("cuda") and torch.cuda.is_available():
         hw["gpu"] = torch.cuda.get_device_name(0)
+    # what decides whether the same seed gives the same bits (threads above: CPU reductions)
+    hw["determinism"] = {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+                         "cudnn_deterministic": torch.backends.cudnn.deterministic,
+                         "cudnn_benchmark": torch.backends.cudnn.benchmark}
     return {
         "bench": bench.__version__, "torch": torch.__version__, "pyiqa": _version("pyiqa"),
         "torchattacks": _version("torchattacks"), "python": platform.python_version(),

@@ -78,6 +78,9 @@ def test_records_carry_provenance_and_views(run_dir):
     prov = rec["provenance"]
     for k in ("bench", "torch", "pyiqa", "git_commit", "seed", "matrix", "hardware", "date", "duration_s"):
         assert k in prov
+    assert prov["hardware"]["determinism"] == {"deterministic_algorithms": False, "cudnn_deterministic": False,
+                                               "cudnn_benchmark": False}  # torch's defaults, as this run had them
+    assert prov["hardware"]["torch_threads"] >= 1
     df = frame(d / "results")
     jpeg_views = set(df[df.defense == "jpeg"].attack_view)
     assert all("bpda(identity)" in v for v in jpeg_views)
