@@ -1,0 +1,81 @@
+"""Cells repeated over training seeds, merged into one row: means over seeds, intervals that
+cover seeds and images (two-level bootstrap), the spread between seeds; cells that differ in
+anything but their seed stay apart."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bench.leaderboard.seeds import combine_seeds, two_level_ci
+from bench.measures import bootstrap_ci, per_image
+from bench.record import digest
+from bench.store import records_frame
+
+
+def _record(seed: int, clean: np.ndarray, attacked: np.ndarray, mos: np.ndarray, eot: int = 8) -> dict:
+    cell = {"model": "m", "defense": "d", "attack": "pgd", "eps": 8.0, "dataset": "embedded"}
+    gains = per_image(clean, attacked, False)
+    metrics = {"n_images": len(clean), "srocc_clean": 0.5, "srocc_attacked": 0.1, "plcc_clean": 0.5,
+               "plcc_attacked": 0.1, "psnr": 40.0, "ssim": 0.9, "seconds": 1.0,
+               "srocc_clean_ci_lo": 0.4, "srocc_clean_ci_hi": 0.6}
+    for k, v in gains.items():
+        metrics[k] = float(v.mean())
+        metrics[f"{k}_ci_lo"], metrics[f"{k}_ci_hi"] = bootstrap_ci((v,), np.mean)
+    config = {"model": "m", "seed": seed, "eot_samples": eot}
+    return {"key": digest([cell, config]), "cell": cell, "config": config, "status": "ok", "message": "",
+            "metrics": metrics, "flags": [], "meta": {"model": {"name": "m", "lower_better": False},
+                                                      "dataset": {"name": "embedded", "mos_lower_better": False}},
+            "per_image": {"names": [str(i) for i in range(len(clean))], "mos": mos.tolist(),
+                          "clean": clean.tolist(), "attacked": attacked.tolist()},
+            "provenance": {"seed": seed}}
+
+
+def _seeded(shifts: list[float], n: int = 30, noise: float = 0.001, **kw) -> list[dict]:
+    """One record per seed: the attack shifts every image by about `shifts[seed]`."""
+    rng = np.random.default_rng(0)
+    clean = np.linspace(0.0, 1.0, n)
+    mos = clean + rng.normal(0, 0.1, n)
+    return [_record(seed, clean, clean + s + rng.normal(0, noise, n), mos, **kw) for seed, s in enumerate(shifts)]
+
+
+def _combined(records: list[dict]):
+    return combine_seeds(records_frame(records), {r["key"]: r for r in records})
+
+
+def test_three_seeds_become_one_row_whose_interval_covers_the_spread_between_seeds():
+    recs = _seeded([0.1, 0.2, 0.3])
+    (row,) = _combined(recs).to_dict("records")
+    assert row["n_seeds"] == 3 and row["seeds"] == "0,1,2" and row["n_images"] == 90
+    assert row["abs_gain"] == pytest.approx(np.mean([r["metrics"]["abs_gain"] for r in recs]))
+    assert row["abs_gain_seed_sd"] == pytest.approx(np.std([r["metrics"]["abs_gain"] for r in recs], ddof=1))
+    # each seed's interval over its images is narrow (images agree within a seed) ...
+    widths = [r["metrics"]["abs_gain_ci_hi"] - r["metrics"]["abs_gain_ci_lo"] for r in recs]
+    assert max(widths) < 0.002
+    # ... the two-level one spans the seeds' means: seeds decide it, not images
+    assert row["abs_gain_ci_lo"] < 0.15 and row["abs_gain_ci_hi"] > 0.25
+    assert row["abs_gain_ci_lo"] < row["abs_gain"] < row["abs_gain_ci_hi"]
+    assert row["abs_gain_ci_lo"] >= 0.1 - 1e-9 and row["abs_gain_ci_hi"] <= 0.3 + 1e-9  # never past any seed
+
+
+def test_seeds_that_agree_give_about_the_interval_over_images():
+    rng = np.random.default_rng(1)
+    v = rng.normal(0.2, 0.05, 40)
+    lo1, hi1 = two_level_ci([v, v, v], lambda x: x.mean(axis=-1))
+    lo, hi = bootstrap_ci((v,), np.mean)
+    assert lo1 == pytest.approx(lo, abs=0.01) and hi1 == pytest.approx(hi, abs=0.01)
+
+
+def test_one_seed_passes_through_unchanged():
+    (rec,) = _seeded([0.2])
+    (row,) = _combined([rec]).to_dict("records")
+    assert row["n_seeds"] == 1 and math.isnan(row["abs_gain_seed_sd"])
+    assert row["abs_gain_ci_lo"] == rec["metrics"]["abs_gain_ci_lo"]
+
+
+def test_cells_that_differ_in_more_than_their_seed_stay_apart():
+    recs = _seeded([0.1, 0.2]) + _seeded([0.1, 0.2], eot=16)
+    rows = _combined(recs)
+    assert sorted(rows["n_seeds"]) == [2, 2]
