@@ -1,8 +1,8 @@
 """The orthogonal-flow defense on the zoo's backbones, with random weights at small sizes:
 a ResNet-50 model (ARNIQA) is transformed and fine-tuned briefly, a ViT (MANIQA, ViT-B/8:
-the block follows its patch-embedding convolution) transformed; both then score and
-differentiate; where
-the method cannot apply (CLIP-IQA keeps its network outside the module tree; MUSIQ's
+the block follows its patch-embedding convolution) transformed, and a small timm ViT of the
+same design transformed and fine-tuned (MANIQA's own fine-tune takes minutes here); each then
+scores and differentiates; where the method cannot apply (CLIP-IQA keeps its network outside the module tree; MUSIQ's
 training-mode forward expects pre-extracted patches, so it cannot be fine-tuned on images),
 the cell is skipped with the reason."""
 
@@ -11,7 +11,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bench.api import DEFENSES, MODELS, FitContext, IQASplit, NotApplicable
+from bench.api import DEFENSES, MODELS, FitContext, IQAModel, IQASplit, ModelInfo, NotApplicable
 from bench.models.pyiqa_zoo.build import random_weights
 
 
@@ -73,3 +73,43 @@ def test_a_model_whose_training_forward_takes_no_images_is_skipped_with_the_reas
     with pytest.raises(NotApplicable, match=r"defense 'ortho\+act\+prune' fine-tunes the model on images; model "
                                             r"'musiq' cannot compute a training-mode forward pass on them \(RuntimeError"):
         DEFENSES.create("ortho+act+prune").transform(model)
+
+
+class TinyViT(IQAModel):
+    """A ViT as MANIQA's backbone is one (timm's VisionTransformer: a conv patch embedding,
+    attention blocks with GELU MLPs), small enough to fine-tune in seconds."""
+
+    info = ModelInfo(name="tiny-vit", lower_better=False, score_range=(0.0, 1.0), kind="learned",
+                     differentiable=True, min_size=32, input_size=(32, 32))
+
+    def __init__(self, **params) -> None:
+        super().__init__(**params)
+        from timm.models.vision_transformer import VisionTransformer
+
+        self.vit = VisionTransformer(img_size=32, patch_size=8, embed_dim=32, depth=2, num_heads=2, num_classes=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.vit(x).reshape(-1)
+
+
+def test_a_vit_is_fine_tuned_with_its_block_after_the_patch_embedding():
+    """The fit on a ViT: the block follows the patch embedding (as on MANIQA above), the
+    swap finds no ReLU to change in a GELU network (so 'ortho', not '+act'), and the
+    fine-tune trains the block and the attention weights."""
+    torch.manual_seed(0)
+    model = TinyViT().eval()
+    d = DEFENSES.create("ortho", epochs=1, batch_size=2)
+    defended = d.transform(model)
+    before = {k: v.clone() for k, v in defended.state_dict().items()}
+    split = IQASplit(torch.rand(4, 3, 32, 32), torch.rand(4), list("abcd"), list("abcd"))
+    ctx = FitContext(train=split, targets=torch.tensor([0.2, 0.4, 0.6, 0.8]), seed=0, device=torch.device("cpu"),
+                     log=lambda m: None)
+    d.fit(defended, ctx)
+    assert ctx.record["orthogonal_after"] == ["vit.patch_embed.proj"]
+    after = defended.state_dict()
+    assert not torch.equal(after["vit.patch_embed.proj.orthogonal.weight"],
+                           before["vit.patch_embed.proj.orthogonal.weight"])
+    assert not torch.equal(after["vit.blocks.0.attn.qkv.weight"], before["vit.blocks.0.attn.qkv.weight"])
+    with pytest.raises(NotApplicable, match="computes with no ReLU"):
+        DEFENSES.create("ortho+act").transform(model)
+    _scores_and_gradients(defended.eval(), 32)
