@@ -28,13 +28,13 @@ from bench.matrix import Cell, Matrix
 from bench.measures import Fidelity, cell_metrics, certified
 from bench.record import MEASURES, AttackViewInfo, CellRecord, CellRef, Config, DataNotes, Example, PerImage, Provenance
 from bench.store import ResultsStore
-from bench.workbench import StageError, Workbench, check_finite, score_batched, stage
+from bench.workbench import StageError, Workbench, check_finite, check_size, score_batched, stage
 
 
-def group_key(c: Cell) -> tuple[str, str, str]:
+def group_key(c: Cell) -> tuple[str, str, str, int, int | None]:
     """Cells with the same key share data, base model, defended model and clean scores."""
     return (c.model.name + repr(sorted(c.model.params.items())), c.defense.name + repr(sorted(c.defense.params.items())),
-            c.dataset.name + repr(sorted(c.dataset.params.items())))
+            c.dataset.name + repr(sorted(c.dataset.params.items())), c.seed, c.split_seed)
 
 
 @dataclass
@@ -67,16 +67,22 @@ class Executor:
         self.matrix, self.store, self.device, self.log = matrix, store, device, log
         self.limits = limits or Limits()
         self.reuse = reuse  # False: cells share nothing (`bench perf` measures what sharing saves)
-        self.bench = self.fresh()
+        self.benches: dict[tuple[int, int | None], Workbench] = {}  # one per (seed, split seed)
         self._fidelity: Fidelity | None = None
         self._prepared: OrderedDict[tuple, Prepared] = OrderedDict()  # recent groups' set-ups
         self.model_seconds = 0.0  # time inside model forward/backward passes (bench perf)
 
-    def fresh(self) -> Workbench:
-        """A new, empty workbench: without reuse, each group gets one."""
-        self.bench = Workbench(self.matrix.seed, self.device, self.matrix.batch_size, self.log,
-                               cache_defended=self.reuse)
-        return self.bench
+    def fresh(self) -> None:
+        """New, empty workbenches: without reuse, each group gets its own."""
+        self.benches.clear()
+
+    def bench(self, c: Cell) -> Workbench:
+        """The workbench of the cell's seed: its split, its trained models, its fits."""
+        key = (c.seed, c.split_seed)
+        if key not in self.benches:
+            self.benches[key] = Workbench(c.seed, self.device, self.matrix.batch_size, self.log,
+                                          cache_defended=self.reuse, split_seed=c.split_seed)
+        return self.benches[key]
 
     @contextmanager
     def _model_time(self) -> Iterator[None]:
@@ -99,12 +105,12 @@ class Executor:
             what = f"set-up of {c.model.name}/{c.defense.name}/{c.dataset.name}"
             try:
                 with cell_limits(what, None, self.limits.max_rss_gb):
-                    self.bench.base_model(c.model, c.dataset)
+                    self.bench(c).base_model(c.model, c.dataset)
                 if self.reuse and DEFENSES.get(c.defense.name).trains():
                     with cell_limits(what, self.limits.seconds, self.limits.max_rss_gb):
                         with stage("defense", c.defense.name):
                             defense = DEFENSES.create(c.defense.name, **c.defense.params)
-                        self.bench.defended(c.defense, defense, c.model, c.dataset)
+                        self.bench(c).defended(c.defense, defense, c.model, c.dataset)
             except NotApplicable:  # the group records its cells as skipped, with the reason
                 pass
             except Exception as e:  # noqa: BLE001 - reported in the group's own cells
@@ -132,8 +138,8 @@ class Executor:
             # data and the base model are shared by many groups and may take long (a
             # dataset build, a model's training): only the memory limit applies to them
             with cell_limits(what, None, self.limits.max_rss_gb):
-                self.bench.split(first.dataset)
-                self.bench.base_model(first.model, first.dataset)
+                self.bench(first).split(first.dataset)
+                self.bench(first).base_model(first.model, first.dataset)
             with cell_limits(what, self.limits.seconds, self.limits.max_rss_gb):
                 prepared = self._prepare(first)
         except NotApplicable as e:
@@ -148,18 +154,19 @@ class Executor:
         return [self._attack_cell(c, prepared) for c in cells]
 
     def _prepare(self, c: Cell) -> Prepared:
-        train, test = self.bench.split(c.dataset)
+        bench = self.bench(c)
+        train, test = bench.split(c.dataset)
         if len(test) == 0:
             raise StageError(f"dataset '{c.dataset.name}': the test split is empty")
-        base, source = self.bench.base_model(c.model, c.dataset)
-        _check_size(base, test.images[0:1])
+        base, source = bench.base_model(c.model, c.dataset)
+        check_size(base, test.images[0:1])
         with stage("defense", c.defense.name):
             defense = DEFENSES.create(c.defense.name, **c.defense.params)
-        model, fit_record = self.bench.defended(c.defense, defense, c.model, c.dataset)
+        model, fit_record = bench.defended(c.defense, defense, c.model, c.dataset)
         defended = DefendedModel(model, defense).eval()
         view = AttackView(defended, self.matrix.eot_samples)
-        bs, dev = self.matrix.batch_size, self.bench.device
-        torch.manual_seed(self.matrix.seed)
+        bs, dev = self.matrix.batch_size, bench.device
+        torch.manual_seed(c.seed)
         with stage("defense", c.defense.name), self._model_time():
             clean = score_batched(defended, test.images, bs, dev)
             check_finite(clean, f"model '{c.model.name}' behind defense '{c.defense.name}'")
@@ -187,12 +194,12 @@ class Executor:
         batch is attacked, scored and measured before the next is loaded."""
         test, defended, view, clean = p.test, p.defended, p.view, p.clean
         lower_better = defended.model.info.lower_better
-        bs, dev = self.matrix.batch_size, self.bench.device
+        bs, dev = self.matrix.batch_size, self.bench(c).device
         attack = ATTACKS.create(c.attack.name, **c.attack.params)
-        torch.manual_seed((self.matrix.seed * 1_000_003 + int(c.key[:8], 16)) % 2**63)
+        torch.manual_seed((c.seed * 1_000_003 + int(c.key[:8], 16)) % 2**63)
         eps = c.eps / 255
         if attack.learns():
-            train = self.bench.train_split(c.dataset)
+            train = self.bench(c).train_split(c.dataset)
             with stage("attack", c.attack.name):
                 attack.prepare(view, _OnDevice(train.images, dev), eps, lower_better)
         if self._fidelity is None:
@@ -280,13 +287,6 @@ class _OnDevice:
 
     def __getitem__(self, idx: Any) -> Tensor:
         return self.images[idx].to(self.device)
-
-
-def _check_size(model: Any, images: Tensor) -> None:
-    need = model.info.min_size
-    if min(images.shape[-2:]) < need:
-        raise StageError(f"model '{model.info.name}' needs images of at least {need}x{need} pixels; "
-                         f"got {tuple(images.shape[-2:])}")
 
 
 def message(e: BaseException) -> str:

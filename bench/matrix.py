@@ -1,7 +1,9 @@
 """Matrices: TOML files (data only, never code) that name what to cross.
 
     name = "quick"
-    seed = 0
+    seed = 0                    # the split's draw, and the training seed when `seeds` is absent
+    seeds = [0, 1, 2]           # optional: every cell once per training seed (records carry it)
+    split_seeds = "fixed"       # one split for every seed; "per-seed": each seed draws its own
     eps_unit = "1/255"          # or "1": image units on [0, 1]
     [models]                    # each section: component name -> its parameters
     piqe = {}
@@ -17,7 +19,7 @@
     models = { cnniqa = {} }      # a block names the sections it changes, the others are
     defenses = { jpeg = {}, "ortho+act+prune" = {} }   # the top level's
 
-A cell is one (model, defense, attack, eps, dataset). Its key is a hash of everything
+A cell is one (model, defense, attack, eps, dataset, seed). Its key is a hash of everything
 that determines its result, so re-running skips finished cells and changing one
 component's parameters (or version) recomputes exactly the cells that use it.
 """
@@ -42,7 +44,7 @@ from bench.store import digest
 
 MATRIX_DIR = Path(__file__).parent / "matrices"
 TOP_LEVEL = {
-    "name": str, "description": str, "seed": int, "eps_unit": str, "suite": str,
+    "name": str, "description": str, "seed": int, "seeds": list, "split_seeds": str, "eps_unit": str, "suite": str,
     "eot_samples": int, "batch_size": int, "models": dict, "defenses": dict, "attacks": dict, "datasets": dict,
     "blocks": dict, "claim": dict,
 }
@@ -70,9 +72,10 @@ class Cell:
     attack: Spec
     eps: float  # in /255 units, as the site shows it
     dataset: Spec
-    seed: int
+    seed: int  # what trains and draws: model training, defense fits, random starts, random defenses
     eot_samples: int
     key: str = field(default="", compare=False)
+    split_seed: int | None = None  # the train/test split's draw (None: the same as `seed`)
 
     @property
     def label(self) -> str:
@@ -112,6 +115,17 @@ class Matrix:
     broken: dict[str, str] = field(default_factory=dict)
     blocks: list[Block] = field(default_factory=list)  # added to the top level's cross product
     claim: dict[str, Any] = field(default_factory=dict)  # the checked [claim] table; {} without one
+    # every cell is run once per seed; the split is drawn with `seed` for all of them
+    # ("fixed": training noise alone) or with each seed ("per-seed": repeated random splits)
+    seeds: list[int] = field(default_factory=list)
+    split_seeds: str = "fixed"
+
+    def run_seeds(self) -> list[tuple[int, int | None]]:
+        """(seed, split seed) of each repetition; the split seed None where it is the seed."""
+        seeds = self.seeds or [self.seed]
+        if self.split_seeds == "per-seed":
+            return [(s, None) for s in seeds]
+        return [(s, None if s == self.seed else self.seed) for s in seeds]
 
     def cells(self) -> list[Cell]:
         """The top level's cross product, then each block's; a cell named twice is one cell."""
@@ -125,12 +139,15 @@ class Matrix:
                     for d in b.defenses:
                         for a, eps_list in b.attacks:
                             for eps in eps_list:
-                                key = digest({
-                                    "model": m.ident(), "defense": d.ident(), "attack": a.ident(), "eps": eps,
-                                    "dataset": ds.ident(), "seed": self.seed, "eot": self.eot_samples,
-                                    "measures": MEASURES_VERSION,
-                                })
-                                out.setdefault(key, Cell(m, d, a, eps, ds, self.seed, self.eot_samples, key))
+                                for seed, split_seed in self.run_seeds():
+                                    key = digest({
+                                        "model": m.ident(), "defense": d.ident(), "attack": a.ident(), "eps": eps,
+                                        "dataset": ds.ident(), "seed": seed, "eot": self.eot_samples,
+                                        "measures": MEASURES_VERSION, "batch_size": self.batch_size,
+                                        **({"split_seed": split_seed} if split_seed is not None else {}),
+                                    })
+                                    out.setdefault(key, Cell(m, d, a, eps, ds, seed, self.eot_samples, key,
+                                                             split_seed))
         return list(out.values())
 
 
@@ -257,4 +274,17 @@ def load_matrix(name_or_path: str) -> Matrix:
         broken=broken,
         blocks=blocks,
         claim=claim,
+        seeds=_seeds(where, raw),
+        split_seeds=raw.get("split_seeds", "fixed"),
     )
+
+
+def _seeds(where: str, raw: dict[str, Any]) -> list[int]:
+    """The `seeds` list, checked: distinct integers; `split_seeds` "fixed" or "per-seed"."""
+    seeds = raw.get("seeds", [])
+    if not all(isinstance(s, int) and not isinstance(s, bool) for s in seeds) or len(set(seeds)) != len(seeds):
+        raise MatrixError(f"{where}: field 'seeds' must list distinct integers, e.g. seeds = [0, 1, 2]; got {seeds!r}")
+    if raw.get("split_seeds", "fixed") not in ("fixed", "per-seed"):
+        raise MatrixError(f"{where}: field 'split_seeds' must be \"fixed\" (one split, drawn with `seed`) or "
+                          f"\"per-seed\" (each seed draws its own split); got {raw['split_seeds']!r}")
+    return list(seeds)

@@ -58,6 +58,14 @@ def check_finite(scores: Tensor, what: str) -> None:
         raise ValueError(f"{what} returned {bad} non-finite score(s) (NaN or inf)")
 
 
+def check_size(model: Any, images: Tensor) -> None:
+    """Refuse images smaller than the model's declared minimum, naming both sizes."""
+    need = model.info.min_size
+    if min(images.shape[-2:]) < need:
+        raise StageError(f"model '{model.info.name}' needs images of at least {need}x{need} pixels; "
+                         f"got {tuple(images.shape[-2:])}")
+
+
 def _without(spec: Spec, *keys: str) -> dict[str, Any]:
     ident = spec.ident()
     ident["params"] = {k: v for k, v in spec.params.items() if k not in keys}
@@ -66,8 +74,12 @@ def _without(spec: Spec, *keys: str) -> dict[str, Any]:
 
 class Workbench:
     def __init__(self, seed: int, device: str = "cpu", batch_size: int = 16, log: Callable[[str], None] = print,
-                 allow_train: bool = True, cache_defended: bool = True) -> None:
+                 allow_train: bool = True, cache_defended: bool = True, split_seed: int | None = None) -> None:
         self.seed, self.device, self.batch_size, self.log = seed, torch.device(device), batch_size, log
+        # the split's draw, where it is not the seed's (several training seeds on one split);
+        # part of every cache key then, so that a model trained on another split is never reused
+        self.split_seed = seed if split_seed is None else split_seed
+        self._seeds = {"seed": seed, **({"split_seed": self.split_seed} if self.split_seed != seed else {})}
         self.allow_train = allow_train
         self.cache_defended = cache_defended  # off only to measure what the cache saves (bench perf)
         self._splits: dict[str, tuple[IQASplit, IQASplit]] = {}
@@ -78,7 +90,10 @@ class Workbench:
         key = digest(ds.ident())
         if key not in self._splits:
             with stage("dataset", ds.name):
-                self._splits[key] = DATASETS.create(ds.name, **ds.params).split(self.seed)
+                train, test = DATASETS.create(ds.name, **ds.params).split(self.split_seed)
+                for side in (train, test):
+                    side.notes = {**side.notes, "split_seed": self.split_seed}
+                self._splits[key] = train, test
         return self._splits[key]
 
     def train_split(self, ds: Spec) -> IQASplit:
@@ -88,7 +103,7 @@ class Workbench:
     def base_model(self, spec: Spec, ds: Spec | None) -> tuple[IQAModel, dict[str, Any]]:
         """The undefended model with its parameters and where they came from."""
         data_ident = _without(ds, "n_images") if ds else None
-        key = digest({"model": spec.ident(), "data": data_ident, "seed": self.seed, "targets": TARGETS_VERSION})
+        key = digest({"model": spec.ident(), "data": data_ident, **self._seeds, "targets": TARGETS_VERSION})
         if key in self._models:
             return self._models[key]
         with stage("model", spec.name):
@@ -122,7 +137,7 @@ class Workbench:
         check_finite(torch.from_numpy(pred), f"model '{model.info.name}' after training")
         srocc, plcc = correlations(pred, test.mos.numpy(), model.info.lower_better, ds_info.mos_lower_better)
         return {"dataset": ds.name, "dataset_params": _without(ds, "n_images")["params"], "split": "train",
-                "n_train": len(train), "seed": self.seed, "params": {k: v for k, v in model.params.items()},
+                "n_train": len(train), **self._seeds, "params": {k: v for k, v in model.params.items()},
                 "test_srocc": srocc, "test_plcc": plcc, "mos_name": ds_info.mos_name, **ctx.record}
 
     # -- defenses
@@ -134,7 +149,7 @@ class Workbench:
             if not defense.trains():
                 return model.eval(), {}
             key = digest({"model": model_spec.ident(), "weights": source.get("sha256") or source,
-                          "defense": spec.ident(), "data": _without(ds, "n_images"), "seed": self.seed,
+                          "defense": spec.ident(), "data": _without(ds, "n_images"), **self._seeds,
                           "targets": TARGETS_VERSION})
             path = cache_dir() / "defended" / f"{model_spec.name}-{spec.name.replace('+', '_')}-{key[:16]}.pt"
             record = cached_checkpoint(path) if self.cache_defended else None

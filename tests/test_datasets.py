@@ -623,7 +623,8 @@ def test_both_splits_loading_is_recorded_exported_and_shown(tmp_path: Path,
     err = capsys.readouterr().err
     (rec,) = ResultsStore(tmp_path / "r").records()
     train, test = make("koniq10k", t.root, test_fraction=0.5).split(seed=3)  # what the run loaded
-    assert rec["data"] == {"test": test.notes, "train": train.notes}
+    # as loading left them, with the seed the split was drawn with (the workbench adds it)
+    assert rec["data"] == {"test": {**test.notes, "split_seed": 3}, "train": {**train.notes, "split_seed": 3}}
     assert (train.notes["skipped"], test.notes["skipped"]) == (2, 1)  # seed 3 puts bad files on both sides
     warned = sorted(line.split(" (")[0] for line in err.splitlines() if line.startswith("warning: dataset"))
     assert warned == ["warning: dataset 'koniq10k': skipped 1 file of the test split",

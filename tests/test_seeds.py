@@ -79,3 +79,77 @@ def test_cells_that_differ_in_more_than_their_seed_stay_apart():
     recs = _seeded([0.1, 0.2]) + _seeded([0.1, 0.2], eot=16)
     rows = _combined(recs)
     assert sorted(rows["n_seeds"]) == [2, 2]
+
+
+# ----------------------------------------------------------------------------- a run over seeds
+def _run(tmp_path, name: str, **replace: str):
+    from bench.cli import main
+    from bench.store import ResultsStore
+    from tests.conftest import write_matrix
+
+    m = write_matrix(tmp_path / f"{name}.toml", **{"pgd = { eps = [4, 8], steps = 3 }": "",
+                                                   "jpeg = { quality = 50 }": "", **replace})
+    assert main(["run", "--matrix", str(m), "--results", str(tmp_path / name), "--no-site", "--no-progress"]) == 0
+    return list(ResultsStore(tmp_path / name).records())
+
+
+def test_each_cell_runs_once_per_seed_on_one_split_and_the_site_merges_them(tmp_path):
+    recs = _run(tmp_path, "fixed", **{"seed = 0": "seed = 0\nseeds = [0, 1]"})
+    by = {(r["cell"]["model"], r["config"]["seed"]): r for r in recs}
+    assert sorted(by) == [("cnniqa", 0), ("cnniqa", 1), ("piqe", 0), ("piqe", 1)]
+    assert all(r["status"] == "ok" and r["data"]["test"]["split_seed"] == 0 for r in recs)  # one split for both
+    assert by["piqe", 0]["per_image"] == by["piqe", 1]["per_image"]  # trains nothing: the same numbers
+    assert by["cnniqa", 0]["per_image"]["names"] == by["cnniqa", 1]["per_image"]["names"]
+    assert by["cnniqa", 0]["per_image"]["clean"] != by["cnniqa", 1]["per_image"]["clean"]  # trained twice
+    merged = combine_seeds(records_frame(recs), {r["key"]: r for r in recs})
+    assert sorted(merged["n_seeds"]) == [2, 2] and set(merged["seeds"]) == {"0,1"}
+
+
+def test_per_seed_splits_draw_a_split_per_seed(tmp_path):
+    recs = _run(tmp_path, "split", **{"seed = 0": 'seed = 0\nseeds = [3, 4]\nsplit_seeds = "per-seed"',
+                                      "cnniqa = { epochs = 2 }": ""})
+    names = {r["config"]["seed"]: r["per_image"]["names"] for r in recs}
+    assert {r["data"]["test"]["split_seed"] for r in recs} == {3, 4} and names[3] != names[4]
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ("seeds = [0, 0]", "field 'seeds' must list distinct integers"),
+    ('seeds = ["a"]', "field 'seeds' must list distinct integers"),
+    ('split_seeds = "each"', "field 'split_seeds' must be \"fixed\""),
+])
+def test_bad_seeds_are_one_clear_line(tmp_path, line, message):
+    from bench.errors import MatrixError
+    from bench.matrix import load_matrix
+    from tests.conftest import write_matrix
+
+    m = write_matrix(tmp_path / "m.toml", **{"seed = 0": f"seed = 0\n{line}"})
+    with pytest.raises(MatrixError, match=message):
+        load_matrix(str(m))
+
+
+def test_two_cold_runs_of_one_seed_are_identical_whatever_ran_before_them(tmp_path, monkeypatch):
+    """A model trained here starts from the seed, not from what the process drew before:
+    a cold run (nothing cached), another matrix's run, then the first again cold, in one
+    process, give the same records but for times and dates."""
+    from tests.conftest import write_matrix
+    from tests.test_interrupts import fresh_cache
+
+    from bench.cli import main
+
+    def cold(name: str) -> object:
+        monkeypatch.setenv("BENCH_CACHE", str(fresh_cache(tmp_path / f"cache-{name}")))
+        recs = _run(tmp_path, name, **{"cnniqa = { epochs = 2 }": "cnniqa = { epochs = 1 }"})
+        df = records_frame(recs)
+        # what may differ: times, the date, and where the cache was (each run had its own)
+        return df.drop(columns=[c for c in df.columns
+                                if "seconds" in c or c in ("prov_date", "prov_hardware", "weights_path")])
+
+    first = cold("a")
+    other = write_matrix(tmp_path / "other.toml", **{"seed = 0": "seed = 5", "piqe = {}": ""})
+    assert main(["run", "--matrix", str(other), "--results", str(tmp_path / "o"), "--no-site", "--no-progress"]) == 0
+    import torch
+
+    torch.rand(1000)  # and the global generator moved on
+    again = cold("b")
+    differ = [c for c in first.columns if not first[c].equals(again[c])]
+    assert not differ, {c: (first[c].tolist(), again[c].tolist()) for c in differ}

@@ -61,7 +61,7 @@ def worst_by_eps(df: pd.DataFrame, per_attack: bool) -> pd.DataFrame:
     if ok.empty:
         measures = [c for m in WORST for c in ci(m) + [f"{m}_attack"]]
         return pd.DataFrame(columns=list(dict.fromkeys(keys + GROUP + ["attack", "eps", "scope", "n_cells", "flagged",
-                                                                        "flags"] + measures)))
+                                                                        "flags", "n_seeds"] + measures)))
     g = ok.groupby(keys, sort=True)
     out = g.size().rename("n_cells").to_frame()
     flagged = ok["flags"] != ""
@@ -69,6 +69,8 @@ def worst_by_eps(df: pd.DataFrame, per_attack: bool) -> pd.DataFrame:
     bad = ok[flagged]
     out["flags"] = bad.groupby(keys)["flags"].agg(join_flags)
     out["flags"] = out["flags"].fillna("")
+    # training seeds behind every cell of the row (bench.leaderboard.seeds merged them)
+    out["n_seeds"] = g["n_seeds"].min() if "n_seeds" in ok.columns else 1
     for m, how in WORST.items():
         have = ok[ok[m].notna()]
         idx = getattr(have.groupby(keys)[m], f"idx{how}")()

@@ -148,7 +148,7 @@ def sentence(model: str, dataset: str, s: pd.DataFrame, q: pd.DataFrame, claim: 
             parts.append(f"{label} ({name}) has no result at this budget")
         else:
             parts.append(f"{label} ({name}) {_fmt(other)}: the full method's gain is {_compare(full, other, name)}")
-    text = "; ".join(parts) + "." + _in_mos_units(method, ref, eps, at)
+    text = "; ".join(parts) + "." + _in_mos_units(method, ref, eps, at) + _seeds(s, method)
     qf = q[q["defense"] == method]
     delta = number(qf["srocc_delta"].iloc[0], "dec3") if len(qf) else None
     if delta is not None:
@@ -157,6 +157,17 @@ def sentence(model: str, dataset: str, s: pd.DataFrame, q: pd.DataFrame, claim: 
     if len(full) > 3:
         text += " Some of its cells are flagged: read its gain with care."
     return text, number(eps)
+
+
+def _seeds(s: pd.DataFrame, method: str) -> str:
+    """What the intervals cover: training noise, or only the images of one training."""
+    n = s.loc[s["defense"] == method, "n_seeds"].min() if "n_seeds" in s.columns else 1
+    n = 1 if pd.isna(n) else int(n)
+    if n == 1:
+        return (" One training seed: the intervals cover its images only, so training noise cannot be told apart "
+                "from a difference between defenses (run the matrix with seeds = [0, 1, 2]).")
+    return (f" Over {n} training seeds: each interval covers the seeds and their images (two-level bootstrap), "
+            "and defenses count as separated only where those intervals do not overlap.")
 
 
 def _in_mos_units(method: str, ref: str | None, eps: float, at: Any) -> str:

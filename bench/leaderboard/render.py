@@ -21,7 +21,7 @@ from markupsafe import Markup
 
 from bench import __version__
 from bench.leaderboard import aggregate as agg
-from bench.leaderboard import cards, claim, plots, roles, tables
+from bench.leaderboard import cards, claim, plots, roles, seeds, tables
 from bench.leaderboard.examples import copy_example, shifts
 from bench.leaderboard.safe import external_url, slug
 from bench.store import ResultsStore, records_frame
@@ -61,7 +61,8 @@ class _Site:
     def __init__(self, out: Path, df: pd.DataFrame, by_key: dict[str, dict[str, Any]], results: Path) -> None:
         self.out, self.df, self.by_key, self.results = out, df, by_key, results
         self.roles = roles.from_frame(df)
-        self.ranked, self.suite_note = agg.ranked_cells(df, self.roles.suite)
+        ranked, self.suite_note = agg.ranked_cells(df, self.roles.suite)
+        self.ranked = seeds.combine_seeds(ranked, by_key)  # one row per cell over its seeds
         self.scoped = agg.scopes(self.ranked)
         self.quality = agg.clean_quality(self.ranked, self.roles.reference)
         self.hrefs = {"defense": {d: f"defense-{slug(d)}.html" for d in sorted(df["defense"].unique())},
