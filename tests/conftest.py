@@ -4,6 +4,7 @@ models) so that nothing from a user's ~/.cache leaks into what the tests see."""
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -56,6 +57,20 @@ def write_matrix(path: Path, quality: int = 50, extra_defenses: str = "", **repl
     for old, new in replace.items():
         text = text.replace(old, new)
     path.write_text(text)
+    return path
+
+
+def fresh_cache(path: Path) -> Path:
+    """An empty BENCH_CACHE but for the embedded data at 48 px (built once per test session,
+    in the session's cache): no trained model, no fitted defense."""
+    from bench.datasets import embedded
+
+    built = embedded.cache_path(48)
+    if not (built.exists() and built.with_suffix(".json").exists()):
+        embedded.load(48)
+    path.mkdir(parents=True)
+    for f in (built, built.with_suffix(".json")):
+        shutil.copyfile(f, path / f.name)
     return path
 
 

@@ -6,7 +6,6 @@ exactly the numbers of an uninterrupted run."""
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -17,6 +16,7 @@ from types import SimpleNamespace
 
 import pytest
 import torch
+from conftest import fresh_cache
 
 import bench.lock
 from bench.cli import main
@@ -76,20 +76,6 @@ embedded = {{ size = 48, n_images = 8, test_fraction = 0.9 }}
 
 TRAINING_LINE = "model 'cnniqa': no published weights here; training it on the dataset's train split"
 TIMING = ("seconds", "setup_seconds")
-
-
-def fresh_cache(path: Path) -> Path:
-    """An empty BENCH_CACHE but for the embedded data at 48 px (built once per test session,
-    in the session's cache): no trained model, no fitted defense."""
-    from bench.datasets import embedded
-
-    built = embedded.cache_path(48)
-    if not (built.exists() and built.with_suffix(".json").exists()):
-        embedded.load(48)
-    path.mkdir(parents=True)
-    for f in (built, built.with_suffix(".json")):
-        shutil.copyfile(f, path / f.name)
-    return path
 
 
 def _run_cmd(matrix: Path, results: Path, *extra: str) -> list[str]:

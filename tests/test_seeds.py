@@ -83,9 +83,10 @@ def test_cells_that_differ_in_more_than_their_seed_stay_apart():
 
 # ----------------------------------------------------------------------------- a run over seeds
 def _run(tmp_path, name: str, **replace: str):
+    from conftest import write_matrix
+
     from bench.cli import main
     from bench.store import ResultsStore
-    from tests.conftest import write_matrix
 
     m = write_matrix(tmp_path / f"{name}.toml", **{"pgd = { eps = [4, 8], steps = 3 }": "",
                                                    "jpeg = { quality = 50 }": "", **replace})
@@ -118,9 +119,10 @@ def test_per_seed_splits_draw_a_split_per_seed(tmp_path):
     ('split_seeds = "each"', "field 'split_seeds' must be \"fixed\""),
 ])
 def test_bad_seeds_are_one_clear_line(tmp_path, line, message):
+    from conftest import write_matrix
+
     from bench.errors import MatrixError
     from bench.matrix import load_matrix
-    from tests.conftest import write_matrix
 
     m = write_matrix(tmp_path / "m.toml", **{"seed = 0": f"seed = 0\n{line}"})
     with pytest.raises(MatrixError, match=message):
@@ -131,8 +133,7 @@ def test_two_cold_runs_of_one_seed_are_identical_whatever_ran_before_them(tmp_pa
     """A model trained here starts from the seed, not from what the process drew before:
     a cold run (nothing cached), another matrix's run, then the first again cold, in one
     process, give the same records but for times and dates."""
-    from tests.conftest import write_matrix
-    from tests.test_interrupts import fresh_cache
+    from conftest import fresh_cache, write_matrix
 
     from bench.cli import main
 

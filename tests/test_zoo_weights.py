@@ -9,7 +9,6 @@ import hashlib
 import http.server
 import io
 import os
-import pickle
 import threading
 from pathlib import Path
 
@@ -47,7 +46,7 @@ class Server:
         server = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 name = self.path.rsplit("/", 1)[-1]
                 server.requests.append(name)
                 body = server.files.get(name)
@@ -194,7 +193,7 @@ def test_skip_missing_records_why_and_a_later_run_computes_them_with_the_publish
                  'fgsm = { eps = [2] }\n[datasets]\nembedded = { n_images = 4, size = 64 }\n')
     run = ["run", "--matrix", str(m), "--results", str(tmp_path / "r"), "--no-site", "--no-progress"]
     assert main([*run, "--skip-missing"]) == 0
-    assert f"warning: skipping the cells of paq2piq: 1 weights file(s) missing" in capsys.readouterr().err
+    assert "warning: skipping the cells of paq2piq: 1 weights file(s) missing" in capsys.readouterr().err
     first = {r["cell"]["model"]: r for r in ResultsStore(tmp_path / "r").records()}
     assert first["piqe"]["status"] == "ok"
     assert first["paq2piq"]["status"] == "skipped" and first["paq2piq"]["message"].startswith("missing here: ")
