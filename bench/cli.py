@@ -66,6 +66,11 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--results", default="results")
     sp.add_argument("--format", choices=("csv", "json", "parquet"), default="csv")
     sp.add_argument("--out", help="file to write (default: stdout; required for parquet)")
+    sp.add_argument("--table", choices=("cells", "profile", "profile-pooled", "gradients"), default="cells",
+                    help="cells: one row per cell (default); profile: per cell, layer and perturbation, the "
+                         "amplification (median, 95%% interval over images) and the layer's operator norm; "
+                         "profile-pooled: the same pooled over each group's cells and seeds; gradients: per "
+                         "group, the clean images' input-gradient norms")
 
     sp = sub.add_parser("site", help="render the static leaderboard from a results store")
     sp.add_argument("--results", default="results")
@@ -138,7 +143,15 @@ def cmd_export(args: argparse.Namespace) -> int:
     store = ResultsStore(args.results)
     if not store.cells.is_dir():
         raise BenchError(f"no results store at '{args.results}' (expected {store.cells}/); run `bench run` first")
-    df = records_frame(list(store.records()))
+    records = list(store.records())
+    if args.table == "cells":
+        df = records_frame(records)
+    else:
+        from bench import profile_store
+
+        df = {"profile": lambda: profile_store.profile_frame(store.root, records),
+              "profile-pooled": lambda: profile_store.pooled_frame(store.root, records),
+              "gradients": lambda: profile_store.gradient_frame(store.root)}[args.table]()
     if args.format == "parquet":
         if not args.out:
             raise BenchError("--format parquet writes binary: give --out FILE")
@@ -158,11 +171,14 @@ def cmd_site(args: argparse.Namespace) -> int:
     print(render_site(args.results, args.out))
     if args.readme:
         from bench.leaderboard.claim import markdown, rewrite_readme
+        from bench.leaderboard.profiles import Profiles
         from bench.leaderboard.tables import prepare
         from bench.store import ResultsStore, records_frame
 
+        records = list(ResultsStore(args.results).records())
         try:
-            rewrite_readme(args.readme, markdown(prepare(records_frame(list(ResultsStore(args.results).records())))))
+            rewrite_readme(args.readme, markdown(prepare(records_frame(records)),
+                                                 Profiles(Path(args.results), records).note))
         except (OSError, ValueError) as e:
             raise BenchError(f"cannot rewrite the claim section of '{args.readme}': {e}") from None
         print(f"claim section rewritten in {args.readme}")

@@ -26,9 +26,10 @@ from bench.gradients import AttackView, DefendedModel, gradient_flags
 from bench.guard import Limits, cell_limits
 from bench.matrix import Cell, Matrix
 from bench.measures import Fidelity, cell_metrics, certified
+from bench.profile_run import GroupProfile, NoProfile
 from bench.record import MEASURES, AttackViewInfo, CellRecord, CellRef, Config, DataNotes, Example, PerImage, Provenance
 from bench.store import ResultsStore
-from bench.workbench import StageError, Workbench, check_finite, check_size, score_batched, stage
+from bench.workbench import OnDevice, StageError, Workbench, check_finite, check_size, score_batched, stage
 
 
 def group_key(c: Cell) -> tuple[str, str, str, int, int | None]:
@@ -50,6 +51,7 @@ class Prepared:
     fit: dict[str, Any]  # the defense's fit ({} where it does not train)
     data: DataNotes  # what loading did to both splits
     setup_seconds: float = 0.0
+    profile: GroupProfile | None = None  # the layer profile (bench/profile_run.py), unless the matrix turns it off
 
 
 @dataclass
@@ -174,10 +176,13 @@ class Executor:
         flags = []
         if not torch.equal(clean, again):
             flags.append("randomized-forward")
+        grads: list[Tensor] = []  # per-image input-gradient norms, from the same pass
         with self._model_time():
-            flags += gradient_flags(view, test.images, bs, dev)
+            flags += gradient_flags(view, test.images, bs, dev, grads)
+        profile = GroupProfile(self.store.root, c, defended, test.images[0:2].to(dev), clean, torch.cat(grads),
+                               test.names, flags) if self.matrix.profile else None
         return Prepared(test, defended, view, clean, flags, source, fit_record,
-                        DataNotes(test=test.notes, train=train.notes))
+                        DataNotes(test=test.notes, train=train.notes), profile=profile)
 
     def _attack_cell(self, c: Cell, p: Prepared) -> CellRecord:
         t0 = time.perf_counter()
@@ -201,11 +206,12 @@ class Executor:
         if attack.learns():
             train = self.bench(c).train_split(c.dataset)
             with stage("attack", c.attack.name):
-                attack.prepare(view, _OnDevice(train.images, dev), eps, lower_better)
+                attack.prepare(view, OnDevice(train.images, dev), eps, lower_better)
         if self._fidelity is None:
             self._fidelity = Fidelity()
         attacked, linf, psnr, ssim, cert = [], 0.0, 0.0, 0.0, []
         example = ExampleImage(clean, lower_better)
+        profile = p.profile.cell(c) if p.profile else NoProfile()
         for i in range(0, len(test), bs):
             xb = test.images[i : i + bs]
             with stage("attack", c.attack.name), self._model_time():
@@ -214,11 +220,14 @@ class Executor:
             if linf > eps + 1e-6:
                 raise StageError(f"attack '{c.attack.name}' left its budget: L-inf {linf:.5f} > eps {eps:.5f}")
             with stage("defense", c.defense.name), self._model_time():
-                scores = score_batched(defended, adv, bs, dev)
+                with profile.scoring(xb.to(dev), adv.to(dev), i):  # the profile reads this pass's layers
+                    scores = score_batched(defended, adv, bs, dev)
                 check_finite(scores, f"model '{c.model.name}' behind defense '{c.defense.name}' on attacked images")
                 bounds = defended.defense.certify(defended.model, xb.to(dev), eps)
             if bounds is not None:
                 cert.append(bounds.detach().reshape(-1, 2).float().cpu())
+            with self._model_time():  # forward passes: not the runner's overhead (bench perf)
+                profile.observe(xb.to(dev), adv.to(dev), i)
             b_psnr, b_ssim = self._fidelity(adv, xb)
             psnr, ssim = psnr + b_psnr * len(xb), ssim + b_ssim * len(xb)
             attacked.append(scores)
@@ -234,6 +243,7 @@ class Executor:
             flags.append("no-score-change")
         per_image = PerImage(names=test.names, mos=test.mos.tolist(), clean=clean.tolist(),
                              attacked=attacked_t.tolist())
+        profile.save()  # before the record, as the example: a record implies its files
         return Outcome(metrics, flags, per_image, linf, example.save(self.store, c.key, test.names, eps))
 
     # ------------------------------------------------------------------ records
@@ -273,20 +283,6 @@ def _meta(c: Cell) -> dict[str, Any]:
         out[kind] = reg.get(spec.name).info.to_dict() if spec.name in reg else {"name": spec.name}
         out[kind]["origin"] = reg.origin_record(spec.name)
     return out
-
-
-@dataclass
-class _OnDevice:
-    """The train images as an attack that learns sees them: sliced batches on the device."""
-
-    images: Any
-    device: torch.device
-
-    def __len__(self) -> int:
-        return len(self.images)
-
-    def __getitem__(self, idx: Any) -> Tensor:
-        return self.images[idx].to(self.device)
 
 
 def message(e: BaseException) -> str:

@@ -105,18 +105,23 @@ class AttackView(nn.Module):
         return model.gradient_forward(z)
 
 
-def gradient_flags(view: AttackView, x: Tensor, bs: int, dev: torch.device) -> list[str]:
+def gradient_flags(view: AttackView, x: Tensor, bs: int, dev: torch.device,
+                   norms: list[Tensor] | None = None) -> list[str]:
     """AutoAttack-style checks on the attack's view of the clean images `x`: images whose
-    input gradient is zero everywhere, or not finite somewhere (flags in every cell)."""
+    input gradient is zero everywhere, or not finite somewhere (flags in every cell).
+    `norms`, where given, gets each batch's per-image (L1, L2) norms of that gradient: the
+    layer profile's input sensitivity, at no cost beyond this pass (a norm does not depend
+    on the score's sign, so the direction attacks push in needs no flip here)."""
     zero = nonfinite = 0
     for i in range(0, len(x), bs):
         xb = x[i : i + bs].to(dev).requires_grad_(True)
         try:
             (g,) = torch.autograd.grad(view(xb).sum(), xb)
-        except RuntimeError:  # no graph at all: every gradient is zero
-            zero += len(xb)
-            continue
+        except RuntimeError:  # no graph at all: every gradient is zero (counted below)
+            g = torch.zeros_like(xb)
         flat = g.flatten(1)
+        if norms is not None:
+            norms.append(torch.stack([flat.abs().sum(1), flat.norm(dim=1)], 1).detach().double().cpu())
         nonfinite += int((~torch.isfinite(flat)).any(1).sum())
         zero += int((flat == 0).all(1).sum())
     flags = []

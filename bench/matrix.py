@@ -2,9 +2,11 @@
 
     name = "quick"
     seed = 0                    # the split's draw, and the training seed when `seeds` is absent
-    seeds = [0, 1, 2]           # optional: every cell once per training seed (records carry it)
+    seeds = [0, 1, 2]           # optional: every cell once per training seed (records carry it);
+                                # a block's own `seeds` applies to its cells
     split_seeds = "fixed"       # one split for every seed; "per-seed": each seed draws its own
     eps_unit = "1/255"          # or "1": image units on [0, 1]
+    profile = false             # no layer profile (bench/profile.py; default true)
     [models]                    # each section: component name -> its parameters
     piqe = {}
     [defenses]
@@ -46,9 +48,9 @@ MATRIX_DIR = Path(__file__).parent / "matrices"
 TOP_LEVEL = {
     "name": str, "description": str, "seed": int, "seeds": list, "split_seeds": str, "eps_unit": str, "suite": str,
     "eot_samples": int, "batch_size": int, "models": dict, "defenses": dict, "attacks": dict, "datasets": dict,
-    "blocks": dict, "claim": dict,
+    "blocks": dict, "claim": dict, "profile": bool,
 }
-BLOCK_FIELDS = ("description", "models", "defenses", "attacks", "datasets")
+BLOCK_FIELDS = ("description", "models", "defenses", "attacks", "datasets", "seeds")
 REQUIRED = ("models", "defenses", "attacks", "datasets")
 
 
@@ -95,6 +97,7 @@ class Block:
     defenses: list[Spec]
     attacks: list[tuple[Spec, list[float]]]
     datasets: list[Spec]
+    seeds: list[int] = field(default_factory=list)  # a block's own seeds; [] for the matrix's
 
 
 @dataclass
@@ -115,14 +118,16 @@ class Matrix:
     broken: dict[str, str] = field(default_factory=dict)
     blocks: list[Block] = field(default_factory=list)  # added to the top level's cross product
     claim: dict[str, Any] = field(default_factory=dict)  # the checked [claim] table; {} without one
+    profile: bool = True  # the layer profile (bench/profile.py); no part of any key: it changes no measure
     # every cell is run once per seed; the split is drawn with `seed` for all of them
     # ("fixed": training noise alone) or with each seed ("per-seed": repeated random splits)
     seeds: list[int] = field(default_factory=list)
     split_seeds: str = "fixed"
 
-    def run_seeds(self) -> list[tuple[int, int | None]]:
-        """(seed, split seed) of each repetition; the split seed None where it is the seed."""
-        seeds = self.seeds or [self.seed]
+    def run_seeds(self, block: Block | None = None) -> list[tuple[int, int | None]]:
+        """(seed, split seed) of each repetition (of `block`'s cells, where it has seeds of
+        its own); the split seed None where it is the seed."""
+        seeds = (block.seeds if block else []) or self.seeds or [self.seed]
         if self.split_seeds == "per-seed":
             return [(s, None) for s in seeds]
         return [(s, None if s == self.seed else self.seed) for s in seeds]
@@ -139,7 +144,7 @@ class Matrix:
                     for d in b.defenses:
                         for a, eps_list in b.attacks:
                             for eps in eps_list:
-                                for seed, split_seed in self.run_seeds():
+                                for seed, split_seed in self.run_seeds(b):
                                     key = digest({
                                         "model": m.ident(), "defense": d.ident(), "attack": a.ident(), "eps": eps,
                                         "dataset": ds.ident(), "seed": seed, "eot": self.eot_samples,
@@ -241,7 +246,8 @@ def load_matrix(name_or_path: str) -> Matrix:
         models = [s for s, _ in section("models", MODELS)]
         _check_gradients(where, models, [a for a, _ in attacks], MODELS, ATTACKS)
         return Block(name, models, [s for s, _ in section("defenses", DEFENSES)], attacks,
-                     [s for s, _ in section("datasets", DATASETS)])
+                     [s for s, _ in section("datasets", DATASETS)], _seeds(f"{where}, block {quoted(name)}", table)
+                     if name else [])
 
     top = block("", raw)
     blocks = []
@@ -274,6 +280,7 @@ def load_matrix(name_or_path: str) -> Matrix:
         broken=broken,
         blocks=blocks,
         claim=claim,
+        profile=raw.get("profile", True),
         seeds=_seeds(where, raw),
         split_seeds=raw.get("split_seeds", "fixed"),
     )

@@ -9,6 +9,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 import torch
@@ -21,7 +22,6 @@ from bench.measures import agreement_sign, correlations
 from bench.meta import DatasetInfo, ModelInfo
 from bench.store import digest
 from bench.weights import cache_dir, cached_checkpoint, load_into, resolve_weights, save_checkpoint
-
 
 # 2: training and fine-tuning targets oriented by the dataset's and the model's directions,
 # fine-tuning targets matched to the base scores' mean and spread (was a least-squares fit)
@@ -56,6 +56,20 @@ def check_finite(scores: Tensor, what: str) -> None:
     bad = (~torch.isfinite(scores)).sum().item()
     if bad:
         raise ValueError(f"{what} returned {bad} non-finite score(s) (NaN or inf)")
+
+
+@dataclass
+class OnDevice:
+    """The train images as an attack that learns sees them: sliced batches on the device."""
+
+    images: Any
+    device: torch.device
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def __getitem__(self, idx: Any) -> Tensor:
+        return self.images[idx].to(self.device)
 
 
 def check_size(model: Any, images: Tensor) -> None:

@@ -113,6 +113,27 @@ def test_per_seed_splits_draw_a_split_per_seed(tmp_path):
     assert {r["data"]["test"]["split_seed"] for r in recs} == {3, 4} and names[3] != names[4]
 
 
+def test_a_block_with_seeds_of_its_own_repeats_only_its_cells(tmp_path):
+    """The full matrix's claim block runs three seeds while the rest runs one: a block's
+    `seeds` applies to its cells alone, and a bad list there is named with its block."""
+    from conftest import write_matrix
+
+    from bench.errors import MatrixError
+    from bench.matrix import load_matrix
+
+    block = '\n[blocks.b]\nseeds = [0, 1, 2]\nmodels = { piqe = {} }\ndefenses = { none = {} }\n' \
+            'attacks = { fgsm = { eps = [2] } }\n'
+    m = load_matrix(str(write_matrix(tmp_path / "m.toml", **{"[datasets]": f"{block}[datasets]"})))
+    seeds: dict[tuple, list[int]] = {}
+    for c in m.cells():
+        seeds.setdefault((c.model.name, c.defense.name, c.attack.name, c.eps), []).append(c.seed)
+    assert seeds.pop(("piqe", "none", "fgsm", 2.0)) == [0, 1, 2]
+    assert set(map(tuple, seeds.values())) == {(0,)}  # the top level's cells: once, with `seed`
+    bad = write_matrix(tmp_path / "bad.toml", **{"[datasets]": f"{block.replace('[0, 1, 2]', '[1, 1]')}[datasets]"})
+    with pytest.raises(MatrixError, match="block 'b': field 'seeds' must list distinct integers"):
+        load_matrix(str(bad))
+
+
 @pytest.mark.parametrize(("line", "message"), [
     ("seeds = [0, 0]", "field 'seeds' must list distinct integers"),
     ('seeds = ["a"]', "field 'seeds' must list distinct integers"),

@@ -122,3 +122,34 @@ def score_shift(shifts: pd.DataFrame, path: Path) -> None:
 
             fig.legend([Patch(fill=False, edgecolor=style[n]["color"]) for n in names], names, title="attack",
                        loc="upper right", fontsize=8)
+
+
+def amplification(pooled: pd.DataFrame, path: Path, *, perturbations: list[str]) -> None:
+    """Amplification against depth, one panel per perturbation (side by side), one line
+    per defense, the band its interval over images; log scale, a grey line at 1 (a
+    perturbation passed on in proportion). Columns: `profile_store.pooled_frame`'s."""
+    from matplotlib.lines import Line2D
+    from matplotlib.ticker import FuncFormatter, NullFormatter
+
+    df = pooled[pooled["amplification"].notna()]
+    names = sorted(df["defense"].unique())[:MAX_LINES] if len(df) else []
+    style = _styles(names)
+    with _figure(len(perturbations) if len(df) else 0, path, width=3.6, height=2.8) as (fig, axes):
+        for ax, kind in zip(axes.flat, perturbations if len(df) else []):
+            for name in names:
+                g = df[(df["perturbation"] == kind) & (df["defense"] == name)].sort_values("depth")
+                depth, amp, lo, hi = (g[c].to_numpy(dtype=float)
+                                      for c in ("depth", "amplification", "amplification_lo", "amplification_hi"))
+                ax.plot(depth, amp, lw=1.5, ms=4, **style[name])
+                ax.fill_between(depth, lo, hi, color=style[name]["color"], alpha=0.12, lw=0)
+            ax.axhline(1.0, color="0.4", lw=0.8)
+            ax.set_yscale("log")  # tick labels as plain numbers: mathtext is off for names' sake
+            ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+            ax.yaxis.set_minor_formatter(NullFormatter())
+            ax.set_title(f"{kind} perturbation")
+            ax.set_xlabel("depth (layers in the order they run)")
+            ax.grid(alpha=0.3)
+        axes[0, 0].set_ylabel("amplification")
+        if names:
+            fig.legend([Line2D([], [], **style[n]) for n in names], names, title="defense", loc="upper right",
+                       fontsize=8)

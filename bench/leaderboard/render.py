@@ -21,7 +21,7 @@ from markupsafe import Markup
 
 from bench import __version__
 from bench.leaderboard import aggregate as agg
-from bench.leaderboard import cards, claim, plots, roles, seeds, tables
+from bench.leaderboard import cards, claim, plots, profiles, roles, seeds, tables
 from bench.leaderboard.examples import copy_example, shifts
 from bench.leaderboard.safe import external_url, slug
 from bench.store import ResultsStore, records_frame
@@ -52,6 +52,8 @@ def render_site(results_dir: str | Path, out_dir: str | Path) -> Path:
         site.defense(name)
     for name in sorted(df["model"].unique()):
         site.model(name)
+    for name in site.profiles.hrefs:
+        profiles.page(site, name)
     return out / "index.html"
 
 
@@ -65,8 +67,10 @@ class _Site:
         self.ranked = seeds.combine_seeds(ranked, by_key)  # one row per cell over its seeds
         self.scoped = agg.scopes(self.ranked)
         self.quality = agg.clean_quality(self.ranked, self.roles.reference)
+        self.profiles = profiles.Profiles(results, list(by_key.values()))  # the layer profiles, if any
         self.hrefs = {"defense": {d: f"defense-{slug(d)}.html" for d in sorted(df["defense"].unique())},
-                      "model": {m: f"model-{slug(m)}.html" for m in sorted(df["model"].unique())}}
+                      "model": {m: f"model-{slug(m)}.html" for m in sorted(df["model"].unique())},
+                      "profile": self.profiles.hrefs}
         self.env = _env()
         self.mos_label, self.mos_pairs = tables.mos_names(df)
 
@@ -109,8 +113,10 @@ class _Site:
                 tables.Column("srocc_clean", "", "est"), tables.Column("srocc_delta", "", "dec3"),
                 tables.Column("plcc_clean", "", "dec3"), tables.Column("flags", "")]
         cols += [tables.Column(f"{m}@{e}", "", "est") for e in eps for m, _ in claim.MEASURES]
+        notes = {(g["model"], g["dataset"]): self.profiles.note(g["model"], g["dataset"], [r["defense"] for r in g["rows"]])
+                 for g in groups}
         self._page(page, "compare.html.j2", rows, tables.flat(cols, flat), title, groups=groups, plot=plot,
-                   measures=claim.MEASURES, clean_loss=agg.CLEAN_LOSS, **ctx)
+                   measures=claim.MEASURES, clean_loss=agg.CLEAN_LOSS, profile_notes=notes, **ctx)
 
     def claim(self) -> None:
         groups = claim.tables(self.ranked, scoped=self.scoped, quality=self.quality, roles=self.roles)

@@ -84,7 +84,7 @@ def combine_seeds(df: pd.DataFrame, by_key: Mapping[str, Mapping[str, Any]]) -> 
     for c in SEED_COLUMNS:
         df[c] = math.nan
     seeds = df["prov_seed"] if "prov_seed" in df.columns else pd.Series([None] * len(df), index=df.index)
-    df["seeds"] = [str(s) if s is not None and s == s else "" for s in seeds]
+    df["seeds"] = [str(s) if pd.notna(s) else "" for s in seeds]
     df["n_seeds"] = 1
     ok = df[(df["status"] == "ok") & df["key"].isin(by_key)]
     if ok.empty:

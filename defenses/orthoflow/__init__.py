@@ -36,7 +36,6 @@ import copy
 import time
 from typing import Any, Literal, get_args
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 

@@ -101,6 +101,11 @@ class CayleyConv2d(nn.Module):
                 self._cache = (key, real.contiguous())
         return self._cache[1]
 
+    def operator_norm(self) -> float:
+        """The layer's exact spectral norm, |scale| (Q is orthogonal on every grid): the
+        layer profile reads it instead of estimating it (CONTRIBUTING.md)."""
+        return abs(float(self.scale))
+
     def train(self, mode: bool = True) -> CayleyConv2d:
         self._cache = None
         return super().train(mode)
