@@ -23,6 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bench import registry
+from bench.augment import Standardized, dihedral, random_crops  # what models trained from scratch share
 
 # Every module imported here must not import a plugin (nor bench.api at import time):
 # plugins import this module, so that would be a cycle. The file-dataset helpers live in
@@ -36,6 +37,7 @@ from bench.components import (  # the base classes, defined there
     IQASplit,
     ScoreFn,  # noqa: F401 - the objective attacks get, Callable[[Tensor], Tensor]; was defined here
 )
+from bench.download import download
 from bench.errors import BenchError, CheckpointError, NotApplicable, WeightsMissingError, quoted, warn
 from bench.gradients import StraightThroughRounding
 from bench.images import MIN_SIDE, ImageError, LazyImages, check_image, load_image
@@ -45,7 +47,6 @@ from bench.progress import note, progress, training_step
 from bench.registry import Registry
 from bench.store import atomic_write
 from bench.training import finetune, probe_input, require_trainable, train_loop  # the one training loop
-from bench.download import download
 from bench.weights import cache_dir, digest_files, file_sha256, read_checkpoint, refusal
 
 if TYPE_CHECKING:
@@ -101,17 +102,19 @@ __all__ = [
     "ParamError",  # a parameter refused by its declaration (one line; a MatrixError and a ValueError)
     "Params",  # base of a component's nested parameter declaration (pydantic, strict, no unknown keys)
     "ScoreFileError",  # a score file (or the images it lists) not in the official format; exit 2
+    "Standardized",  # targets at mean 0, spread 1 for training; fold() puts the scale back into the last layer
     "StraightThroughRounding",  # torch function mode: rounding keeps its value, passes the gradient
     "WeightsMissingError",  # a learned model's weights are not here (it is never run with random ones)
     "atomic_write",  # write a (cache) file whole or not at all: temporary file, fsync, rename
-    "cache_dir",
-    "digest_files",
-    "download",  # a published file into its cache folder (progress, atomic), or why not  # one sha256 for a model's published files (the file's own when there is one)  # the cache folder for built data and fitted things: $BENCH_CACHE (~/.cache/iqa-bench)
+    "cache_dir",  # the cache folder for built data and fitted things: $BENCH_CACHE (~/.cache/iqa-bench)
     "check_image",  # open (and decode) one file: the conversion load_image applies, or ImageError
     "create_attack",
     "create_dataset",
     "create_defense",
     "create_model",
+    "digest_files",  # one sha256 for a model's published files (the file's own when there is one)
+    "dihedral",  # augment: a batch turned by k*90 degrees and mirrored at random (quality kept)
+    "download",  # a published file into its cache folder (progress, atomic), or why not
     "env_var",  # the environment variable holding a dataset's root: BENCH_DATA_<NAME>
     "file_sha256",  # a file's sha256, recorded with every weights file a cell used
     "find_root",  # (root, where it was configured) for a dataset name; (None, places looked)
@@ -120,25 +123,26 @@ __all__ = [
     "model_validator",  # pydantic's: a rule on several parameters, raising ValueError with one line
     "note",  # ctx.log(message) while progress bars are on screen, without breaking them
     "numbers",  # scores as float64; the first that is not a number is reported with its line
+    "official_sides",  # a release's own train/val/test column, checked, for `table(official=...)`
     "present",  # the first alternative of a layout's need ("a/|b/") present under a root
+    "probe_input",  # a few images a component can be run on before the real work (checks up front)
     "progress",  # a progress bar for a long step (data build, training): tqdm, off with --no-progress
     "pyiqa_fr",  # the Layout of pyiqa's meta-info CSV for a full-reference set
     "pyiqa_nr",  # the Layout of pyiqa's meta-info CSV for a no-reference set
     "quoted",  # a name from a file or the command line, quoted for a one-line message
+    "random_crops",  # n random side-px crops of each image, image-major
+    "read_checkpoint",  # what a checkpoint holds, read weights_only (a file with pickled objects is refused)
     "read_csv",  # pandas.read_csv; a bad file or a missing column reported by dataset and path
     "read_excel",  # pandas.read_excel (openpyxl), errors reported like read_csv's
     "read_mat",  # one variable of a MATLAB file, reported by name when absent
-    "read_checkpoint",  # what a checkpoint holds, read weights_only (a file with pickled objects is refused)
     "refusal",  # the one-line reason a checkpoint carrying pickled objects is not loaded, with the fix
     "register_attack",
     "register_dataset",
     "register_defense",
     "register_model",
-    "probe_input",
-    "require_trainable",
+    "require_trainable",  # a fit checks the model runs in training mode first (else the cell is skipped, with why)
     "split_groups",  # the test side's mask: whole groups (references) drawn with the seed
     "stratified",  # one image from each of n equal-count MOS strata (keeps the score spread)
-    "official_sides",  # a release's own train/val/test column, checked, for `table(official=...)`
     "table",  # the readers' common table: name, image, mos, ref, ref_image (and official, where given)
     "train_loop",  # the one training loop of models (fit) and defenses (finetune is its defense form)
     "training_step",  # the name of a model's training bar: "model 'x': training, epoch 1/2"

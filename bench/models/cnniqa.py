@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.api import Field, FitContext, IQAModel, ModelInfo, Params, register_model, train_loop
+from bench.api import Field, FitContext, IQAModel, ModelInfo, Params, Standardized, dihedral, register_model, train_loop
 
 PUBLISHED_FILE = "CNNIQA_koniq10k-e6f14c91.pth"
 
@@ -27,6 +27,7 @@ class CNNIQA(IQAModel):
         weights=f"pyiqa cache ({PUBLISHED_FILE}), or --weights PATH, or trained here with `bench train`",
         reference="https://doi.org/10.1109/CVPR.2014.224",
         description="CNNIQA: one 7x7 conv layer (50 kernels), max-min pooling, two 800-unit FC layers.",
+        version="2",  # 2: trained here on standardised targets, cosine lr, turned and mirrored images
     )
 
     class Params(Params):
@@ -52,9 +53,17 @@ class CNNIQA(IQAModel):
 
     def fit(self, ctx: FitContext) -> None:
         """Adam on the L1 loss, as in the CNNIQA paper (which trains on patches; pyiqa's
-        variant scores the whole image, so we train on whole images). A last batch of one
-        image is trained as it is (no BatchNorm here)."""
+        variant scores the whole image, so we train on whole images), on standardised
+        targets with the scale folded back into the last layer, a cosine-annealed rate and
+        each batch turned and mirrored at random (`bench.augment`): with 13 train
+        scenes, the fixed-rate recipe on raw targets ranked the test split between 0.55
+        and 0.69 over seeds (issue 15). A last batch of one image is trained as it is (no
+        BatchNorm here)."""
         p = self.params
-        train_loop(self, ctx, lambda x, y: F.l1_loss(self(x), y), kind="model", name=self.info.name,
-                   epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"], batch_of_one="keep", freeze_bn=False)
-        ctx.record["final_train_l1"] = ctx.record["final_loss"]  # the name earlier records used
+        scale = Standardized(ctx.targets)
+        train_loop(self, ctx, lambda x, y: F.l1_loss(self(x), scale.z(y)), kind="model", name=self.info.name,
+                   epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"], schedule="cosine",
+                   augment=dihedral, batch_of_one="keep", freeze_bn=False)
+        scale.fold(self.net.fc3)
+        # the name earlier records used; in units of the targets' spread since version 2
+        ctx.record.update(final_train_l1=ctx.record["final_loss"], loss_units="standardised targets")

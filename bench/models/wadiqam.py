@@ -11,7 +11,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from bench.api import Field, FitContext, IQAModel, ModelInfo, Params, register_model, train_loop
+from bench.api import (
+    Field,
+    FitContext,
+    IQAModel,
+    ModelInfo,
+    Params,
+    Standardized,
+    dihedral,
+    random_crops,
+    register_model,
+    train_loop,
+)
 
 PUBLISHED_FILE = "WaDIQaM-NR-koniq-aaffea29.pth"
 PATCH = 32  # fixed by the network design (five 2x2 max-pools down to 1x1)
@@ -36,6 +47,7 @@ class WaDIQaMNR(IQAModel):
             "infers: non-overlapping 32x32 patches from the top-left (pyiqa's range(0, H-32, 32) "
             "grid, so a 96x96 image gives 2x2 patches)."
         ),
+        version="2",  # 2: trained on standardised targets, turned and mirrored images
     )
 
     class Params(Params):
@@ -75,22 +87,18 @@ class WaDIQaMNR(IQAModel):
         p = Path(torch.hub.get_dir()) / "pyiqa" / PUBLISHED_FILE
         return str(p) if p.is_file() else None
 
-    def _random_patches(self, x: Tensor, n: int, g: torch.Generator) -> Tensor:
-        b, c, h, w = x.shape
-        ii = torch.randint(0, h - PATCH + 1, (b, n), generator=g)
-        jj = torch.randint(0, w - PATCH + 1, (b, n), generator=g)
-        out = [x[k, :, i : i + PATCH, j : j + PATCH] for k in range(b)
-               for i, j in zip(ii[k].tolist(), jj[k].tolist(), strict=True)]
-        return torch.stack(out)
-
     def fit(self, ctx: FitContext) -> None:
-        """Adam on the L1 loss between the image target and the weighted average of its
-        random 32x32 patches, as in the paper and pyiqa's training (fewer patches per image
-        and epochs here, for CPU time). The patches are drawn from the training loop's
-        seeded generator; a last batch of one image is trained as it is."""
+        """Adam (cosine-decayed) on the L1 loss between the image's standardised target and
+        the weighted average of its random 32x32 patches, as in the paper and pyiqa's
+        training (fewer patches per image and epochs here, for CPU time), the batch turned
+        and mirrored first; the scale is folded back into the patch-quality head (exact:
+        the score is a weighted average of patch scores). The views are drawn from the
+        training loop's seeded generator; a last batch of one image is trained as it is."""
         p = self.params
-        train_loop(self, ctx, lambda x, y: F.l1_loss(self._aggregate(x, len(y)), y), kind="model",
+        scale = Standardized(ctx.targets)
+        train_loop(self, ctx, lambda x, y: F.l1_loss(self._aggregate(x, len(y)), scale.z(y)), kind="model",
                    name=self.info.name, epochs=p["epochs"], lr=p["lr"], batch_size=p["batch_size"],
-                   augment=lambda x, g: self._random_patches(x, p["train_patches"], g), batch_of_one="keep",
-                   freeze_bn=False)
-        ctx.record["final_train_l1"] = ctx.record["final_loss"]  # the name earlier records used
+                   schedule="cosine", augment=lambda x, g: random_crops(dihedral(x, g), PATCH, p["train_patches"], g),
+                   batch_of_one="keep", freeze_bn=False)
+        scale.fold(self.net.fc_q[-1])
+        ctx.record.update(final_train_l1=ctx.record["final_loss"], loss_units="standardised targets")
