@@ -104,6 +104,17 @@ def test_each_cell_runs_once_per_seed_on_one_split_and_the_site_merges_them(tmp_
     assert by["cnniqa", 0]["per_image"]["clean"] != by["cnniqa", 1]["per_image"]["clean"]  # trained twice
     merged = combine_seeds(records_frame(recs), {r["key"]: r for r in recs})
     assert sorted(merged["n_seeds"]) == [2, 2] and set(merged["seeds"]) == {"0,1"}
+    row = merged[merged["model"] == "cnniqa"].iloc[0]
+    per_seed = sorted(by[("cnniqa", s)]["metrics"]["abs_gain"] for s in (0, 1))
+    assert sorted(map(float, row["abs_gain_per_seed"].split(","))) == pytest.approx(per_seed, rel=1e-5)
+    assert row["abs_gain_seed_sd"] == pytest.approx(abs(per_seed[1] - per_seed[0]) / math.sqrt(2), rel=1e-6)
+
+    # the site: a between-seed column beside the intervals, with that spread, and each seed's mark
+    from bench.leaderboard import render_site
+
+    render_site(tmp_path / "fixed", tmp_path / "site")
+    (page,) = [p.read_text() for p in (tmp_path / "site").glob("model-cnniqa*.html")]
+    assert "abs gain SD between seeds @4" in page and f'data-v="{round(row["abs_gain_seed_sd"], 3)}"' in page
 
 
 def test_per_seed_splits_draw_a_split_per_seed(tmp_path):

@@ -74,7 +74,8 @@ def worst_by_eps(df: pd.DataFrame, per_attack: bool) -> pd.DataFrame:
     for m, how in WORST.items():
         have = ok[ok[m].notna()]
         idx = getattr(have.groupby(keys)[m], f"idx{how}")()
-        picked = have.loc[idx, keys + ci(m)].set_index(keys)
+        seeded = [c for c in (f"{m}_seed_sd", f"{m}_per_seed") if c in ok.columns]  # bench.leaderboard.seeds
+        picked = have.loc[idx, keys + ci(m) + seeded].set_index(keys)
         picked[f"{m}_attack"] = have.loc[idx, "attack"].to_numpy()
         out = out.join(picked)
     out = out.reset_index()

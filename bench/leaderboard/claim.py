@@ -13,6 +13,7 @@ clear difference; overlap means these data do not separate them.
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Callable
 from pathlib import Path
@@ -56,6 +57,7 @@ def tables(df: pd.DataFrame, model: str | None = None, claim_only: bool = True,
             eps = sorted(s["eps"].unique())
             said = [sentence(m, d, s, q, c, roles) for c in ([claim] if claim is not None else roles.claims)]
             out.append({"model": m, "dataset": d, "method": claim.method if claim is not None else "",
+                        "seeded": any(r["n_seeds"] > 1 for r in rows),  # a between-seed column then
                         "eps": [number(e) for e in eps], "rows": rows, "sentence": " ".join(t for t, _ in said),
                         "claim_eps": said[0][1] if said else (number(s["eps"].max()) if len(s) else None)})
     return out
@@ -93,6 +95,9 @@ def _row(name: str, role: str, q: pd.Series, s: pd.DataFrame) -> dict[str, Any]:
     eps = [number(e) for e in s["eps"]]
     for key, _ in MEASURES:
         row.update({f"{key}@{e}": v for e, v in zip(eps, estimates(s, key, "flagged"))})
+    sd = s["abs_gain_seed_sd"] if "abs_gain_seed_sd" in s.columns else [math.nan] * len(s)
+    row.update({f"abs_gain_seed_sd@{e}": number(v, "dec3") for e, v in zip(eps, sd)})  # NaN: one seed
+    row["n_seeds"] = int(s["n_seeds"].min()) if "n_seeds" in s.columns and len(s) else 1
     return row
 
 
@@ -204,12 +209,15 @@ def markdown(df: pd.DataFrame, profile_note: Callable[[str, str, list[str]], str
         eps = g["claim_eps"]
         head = f"{_md(g['method'])}: " if several else ""
         lines += [f"### {head}{_md(g['model'])} on {_md(g['dataset'])}", "", _md(g["sentence"]), ""]
-        lines += [f"| defense | kind | SROCC clean [95% CI] | abs gain @{eps} [95% CI] | MOS gain @{eps} [95% CI] | "
-                  f"MSU R @{eps} [95% CI] |", "|---|---|---|---|---|---|"]
+        sd = f" abs gain SD between seeds @{eps} |" if g["seeded"] else ""
+        lines += [f"| defense | kind | SROCC clean [95% CI] | abs gain @{eps} [95% CI] |{sd} MOS gain @{eps} [95% CI] "
+                  f"| MSU R @{eps} [95% CI] |", "|---|---|---|---|" + "---|" * bool(sd) + "---|---|"]
         for r in g["rows"]:
             name = _md(r["defense"]) + (f" ({r['role']})" if r["role"] else "") + (" \u26a0 clean loss" if r["clean_loss"] else "")
+            spread = r.get(f"abs_gain_seed_sd@{eps}")
+            between = (f" {spread:.3f} ({r['n_seeds']} seeds) |" if spread is not None else " one seed |") if sd else ""
             lines.append(f"| {name} | {_md(r['defense_kind'])} | {_fmt(r['srocc_clean'])} | "
-                         f"{_fmt(r.get(f'abs_gain@{eps}'))} | {_fmt(r.get(f'mos_gain@{eps}'))} | "
+                         f"{_fmt(r.get(f'abs_gain@{eps}'))} |{between} {_fmt(r.get(f'mos_gain@{eps}'))} | "
                          f"{_fmt(r.get(f'robustness_score@{eps}'))} |")
         lines.append("")
         if note := profile_note and profile_note(g["model"], g["dataset"], [r["defense"] for r in g["rows"]]):

@@ -84,6 +84,7 @@ def gain_vs_eps(worst: pd.DataFrame, path: Path, *, line: str, panel: list[str],
                 ax.plot(eps, gain, lw=1.5, ms=4, **style[name])
                 if np.isfinite(lo).any():
                     ax.fill_between(eps, lo, hi, color=style[name]["color"], alpha=0.15, lw=0)
+                _seed_marks(ax, g, style[name])
             ax.set_title(" \u00b7 ".join(map(str, key)))
             ax.set_xlabel("eps (/255)")
             ax.grid(alpha=0.3)
@@ -94,6 +95,18 @@ def gain_vs_eps(worst: pd.DataFrame, path: Path, *, line: str, panel: list[str],
                        fontsize=8)
         if cut or len(style) < (df[line].nunique() if len(df) else 0):
             fig.suptitle(f"first {len(shown)} of {len(panels)} panels, {len(names)} lines; the CSV holds all")
+
+
+def _seed_marks(ax: Any, g: pd.DataFrame, style: dict[str, Any]) -> None:
+    """One small hollow mark per training seed at each eps, where the line is a mean over
+    seeds (`abs_gain_per_seed`, bench.leaderboard.seeds): the spread between seeds in view."""
+    if "abs_gain_per_seed" not in g.columns:
+        return
+    for e, values in zip(g["eps"], g["abs_gain_per_seed"]):
+        if isinstance(values, str) and "," in values:
+            ys = [float(v) for v in values.split(",")]
+            ax.plot([float(e)] * len(ys), ys, ls="none", ms=3.5, mfc="none", mew=0.8, marker=style["marker"],
+                    color=style["color"], alpha=0.8)
 
 
 def score_shift(shifts: pd.DataFrame, path: Path) -> None:

@@ -113,6 +113,7 @@ class _Site:
                 tables.Column("srocc_clean", "", "est"), tables.Column("srocc_delta", "", "dec3"),
                 tables.Column("plcc_clean", "", "dec3"), tables.Column("flags", "")]
         cols += [tables.Column(f"{m}@{e}", "", "est") for e in eps for m, _ in claim.MEASURES]
+        cols += [tables.Column(f"abs_gain_seed_sd@{e}", "", "dec3") for e in eps]  # between seeds; empty for one
         notes = {(g["model"], g["dataset"]): self.profiles.note(g["model"], g["dataset"], [r["defense"] for r in g["rows"]])
                  for g in groups}
         self._page(page, "compare.html.j2", rows, tables.flat(cols, flat), title, groups=groups, plot=plot,

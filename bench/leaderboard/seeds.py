@@ -28,7 +28,7 @@ from bench.record import digest
 
 # the measures read per image, and how each image's value is computed from a record
 GAINS = ("abs_gain", "rel_gain", "robustness_score", "mos_gain")
-SEED_COLUMNS = ["n_seeds", "seeds", *(f"{m}_seed_sd" for m in (*GAINS, "srocc_clean"))]
+SEED_COLUMNS = ["n_seeds", "seeds", *(f"{m}_seed_sd" for m in (*GAINS, "srocc_clean")), "abs_gain_per_seed"]
 
 
 def _vectors(rec: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
@@ -116,6 +116,7 @@ def _merge(g: pd.DataFrame, by_key: Mapping[str, Mapping[str, Any]]) -> dict[str
     for m in (*GAINS, "srocc_clean"):
         if m in g.columns:
             row[f"{m}_seed_sd"] = float(g[m].std(ddof=1))
+    row["abs_gain_per_seed"] = ",".join(f"{v:.6g}" for v in g["abs_gain"])  # a mark each on the plots
     if any(v is None for v in vectors):  # no per-image scores: no interval can cover images
         for m in (*GAINS, "srocc_clean"):
             row[f"{m}_ci_lo"] = row[f"{m}_ci_hi"] = math.nan
