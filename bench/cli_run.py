@@ -27,6 +27,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench.matrix import load_matrix
     from bench.plugins import load_plugins
     from bench.progress import switch_off
+    from bench.guard import check_interrupt, remember_interrupt
     from bench.runner import Limits, Runner
     from bench.store import ResultsStore
 
@@ -50,7 +51,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"matrix '{matrix.name}': {len(matrix.cells())} cells, {len(runner.pending())} to compute, "
               f"results in {store.root}/, device {device}", file=sys.stderr)
         started = provenance.now()
-        summary = runner.run(jobs=args.jobs, backend=args.backend, scheduler=args.scheduler)
+        with remember_interrupt():
+            summary = runner.run(jobs=args.jobs, backend=args.backend, scheduler=args.scheduler)
+            check_interrupt()  # an interrupt some library swallowed: stop as Ctrl-C does, not as finished
         store.log_run({"matrix": matrix.name, "matrix_sha256": matrix.sha256, "started": started,
                        "wall_s": round(summary.seconds, 3), "total": summary.total, "cached": summary.cached,
                        "status": dict(summary.status), "jobs": args.jobs, "backend": args.backend,

@@ -23,7 +23,7 @@ from bench import provenance
 from bench.api import ATTACKS, DATASETS, DEFENSES, MODELS, IQASplit, NotApplicable
 from bench.examples import ExampleImage
 from bench.gradients import AttackView, DefendedModel, gradient_flags
-from bench.guard import Limits, cell_limits
+from bench.guard import Limits, cell_limits, check_interrupt
 from bench.matrix import Cell, Matrix
 from bench.measures import Fidelity, cell_metrics, certified
 from bench.profile_run import GroupProfile, NoProfile
@@ -116,6 +116,7 @@ class Executor:
             except NotApplicable:  # the group records its cells as skipped, with the reason
                 pass
             except Exception as e:  # noqa: BLE001 - reported in the group's own cells
+                check_interrupt()  # Ctrl-C turned into an exception by a library: not a failure
                 failed[gkey] = message(e)
         return failed
 
@@ -147,6 +148,7 @@ class Executor:
         except NotApplicable as e:
             return [self._record(c, "skipped", str(e), setup_s=time.perf_counter() - t0) for c in cells]
         except Exception as e:  # noqa: BLE001 - a failed set-up fails its own group's cells
+            check_interrupt()  # Ctrl-C turned into an exception by a library: not a failure
             return [self._record(c, "error", message(e), setup_s=time.perf_counter() - t0) for c in cells]
         prepared.setup_seconds = time.perf_counter() - t0
         if self.reuse:
@@ -190,6 +192,7 @@ class Executor:
             with cell_limits(f"cell {c.label}", self.limits.seconds, self.limits.max_rss_gb):
                 out = self._attack(c, p)
         except Exception as e:  # noqa: BLE001 - a failed cell is recorded, the run goes on
+            check_interrupt()  # Ctrl-C turned into an exception by a library: not a failure
             return self._record(c, "error", message(e), p, seconds=time.perf_counter() - t0)
         # written outside the limits: a record is never cut short by them
         return self._record(c, "ok", "", p, out, seconds=time.perf_counter() - t0)

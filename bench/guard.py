@@ -100,3 +100,37 @@ def cell_limits(what: str, seconds: float | None, max_rss_gb: float | None) -> I
         if watcher:
             watcher.join()
         _armed.clear()
+
+
+_interrupted = threading.Event()
+
+
+def _on_interrupt(signum: int, frame: Any) -> None:
+    _interrupted.set()
+    raise KeyboardInterrupt
+
+
+@contextmanager
+def remember_interrupt() -> Iterator[None]:
+    """While a run computes cells, Ctrl-C is remembered as well as raised. A library that
+    turns the KeyboardInterrupt into an ordinary exception would otherwise make the cell
+    record it as its error and the run go on to a finished-looking end (seen once in ~20
+    runs of the Ctrl-C test): `check_interrupt()` in the executor's failure paths raises it
+    again instead, so no such record is written. Where SIGINT is ignored (a background
+    job) or handled by someone else, or off the main thread, nothing changes."""
+    main = threading.current_thread() is threading.main_thread()
+    if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
+        yield
+        return
+    _interrupted.clear()
+    signal.signal(signal.SIGINT, _on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def check_interrupt() -> None:
+    """Raise KeyboardInterrupt where Ctrl-C came during `remember_interrupt`."""
+    if _interrupted.is_set():
+        raise KeyboardInterrupt

@@ -174,7 +174,7 @@ def test_ctrl_c_stops_after_finished_cells_keeps_them_and_a_rerun_computes_the_r
     assert proc.poll() is None, "the run ended before it could be interrupted"
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=600)
-    assert proc.returncode == 130, err
+    assert proc.returncode == 130, (out, err)
     assert err.rstrip().endswith("interrupted: finished cells are saved; run the same command again to resume")
     assert "Traceback" not in err and out == ""  # no summary: the run did not finish
     kept = {p.name: p.read_bytes() for p in cells.glob("*.json")}
@@ -192,6 +192,43 @@ def test_ctrl_c_stops_after_finished_cells_keeps_them_and_a_rerun_computes_the_r
     assert out.startswith(f"12 cells: {len(kept)} already in the store, {12 - len(kept)} ok (")
     assert {p.name: p.read_bytes() for p in cells.glob("*.json") if p.name in kept} == kept  # not recomputed
     assert len(list(cells.glob("*.json"))) == 12
+
+
+SWALLOWS_CTRL_C = """
+import os, signal
+from bench.api import Attack, AttackInfo, register_attack
+
+
+@register_attack
+class SwallowsCtrlC(Attack):
+    info = AttackInfo(name="swallows-ctrl-c", needs_gradients=False, reference="test", description="Ctrl-C inside")
+
+    def perturb(self, objective, x, eps):
+        try:  # as a library might: the interrupt comes back as an ordinary error
+            os.kill(os.getpid(), signal.SIGINT)
+            import time; time.sleep(5)
+        except KeyboardInterrupt as e:
+            raise RuntimeError("interrupted inside a library") from e
+        return x
+"""
+
+
+def test_ctrl_c_that_a_library_turns_into_an_error_still_stops_the_run_and_records_no_failure(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Ctrl-C turned into a RuntimeError inside a cell: not that cell's error (which a
+    rerun would skip), but an interrupted run, exit 130, its finished cells kept."""
+    (tmp_path / "swallow.py").write_text(SWALLOWS_CTRL_C)
+    matrix = tmp_path / "m.toml"
+    matrix.write_text(TWELVE_CELLS.replace("pgd = { eps = [2, 4, 8], steps = 3 }", "swallows-ctrl-c = { eps = [8] }"))
+    results = tmp_path / "r"
+    os.environ["BENCH_CACHE"] = str(fresh_cache(tmp_path / "cache"))  # the conftest's guard restores it
+    code = main(["run", "--matrix", str(matrix), "--results", str(results), "--no-site", "--no-progress",
+                 "--plugin", str(tmp_path / "swallow.py")])
+    err = capsys.readouterr().err
+    assert code == 130 and err.rstrip().endswith("run the same command again to resume"), err
+    recs = list(ResultsStore(results).records())
+    assert recs and all(r["status"] == "ok" for r in recs)  # the FGSM cells before it; no error record
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
 
 
 # ----------------------------------------------------------------------------- SIGKILL while training
