@@ -53,10 +53,11 @@ class ResNet18IQA(IQAModel):
     class Params(Params):
         weights: str = Field("", description="checkpoint to load (a state_dict, read weights_only); '': the published "
                              "weights where present, else trained here")
-        epochs: int = Field(20, ge=1, description="training epochs, when trained here")
+        epochs: int = Field(30, ge=1, description="training epochs, when trained here")
         lr: float = Field(1e-3, gt=0, description="AdamW learning rate, when trained here")
         batch_size: int = Field(32, ge=1, description="images per training step")
-        crop: int = Field(64, ge=1, description="side of the random crop each training image is cut to, px")
+        crop: int = Field(96, ge=1, description="side of the random crop each training image is cut to, px (the "
+                          "whole image where it is smaller: the embedded set's 96 px images are seen whole)")
         weight_decay: float = Field(1e-4, ge=0, description="AdamW weight decay")
 
     def __init__(self, **params) -> None:
