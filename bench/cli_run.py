@@ -23,11 +23,11 @@ def _device(name: str) -> str:
 def cmd_run(args: argparse.Namespace) -> int:
     from bench import provenance
     from bench.datacheck import check_before_run
+    from bench.guard import check_interrupt, remember_interrupt
     from bench.lock import RunLock
     from bench.matrix import load_matrix
     from bench.plugins import load_plugins
     from bench.progress import switch_off
-    from bench.guard import check_interrupt, remember_interrupt
     from bench.runner import Limits, Runner
     from bench.store import ResultsStore
 
