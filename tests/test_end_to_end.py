@@ -132,16 +132,21 @@ def test_site_is_rendered(run_dir):
     html = (d / "site" / "index.html").read_text()
     assert "cnniqa" in html and "ortho" not in html.split("<body", 1)[0]
     assert len((d / "site" / "cells.csv").read_text().splitlines()) == 1 + 12
-    # the plots: the claim, gain vs eps, two per defense page, one per model page; and one
-    # example (clean, attacked, perturbation) per defense, from one of its cells
+    # the plots: the claim, gain vs eps, two per defense page, one per model page, one per
+    # (model, dataset) on the layer-profile pages; and one example (clean, attacked,
+    # perturbation) per defense, from one of its cells
+    from bench.leaderboard.safe import slug
+
     site = d / "site"
     pngs = sorted(str(p.relative_to(site)) for p in site.rglob("*.png"))
     defenses = sorted(p.stem for p in site.glob("defense-*.html"))
     models = sorted(p.stem for p in site.glob("model-*.html"))
-    assert len(defenses) == 2 and len(models) == 2
+    profiles = sorted(p.stem for p in site.glob("profile-*.html"))
+    assert len(defenses) == 2 and len(models) == 2 and len(profiles) == 2
     assert [p for p in pngs if p.startswith("plots/")] == sorted(
         ["plots/claim.png", "plots/gain_vs_eps.png"] + [f"plots/{m}.png" for m in models]
-        + [f"plots/{p}-{kind}.png" for p in defenses for kind in ("gain", "shift")])
+        + [f"plots/{p}-{kind}.png" for p in defenses for kind in ("gain", "shift")]
+        + [f"plots/{p}-{slug('embedded')}.png" for p in profiles])
     assets = [p for p in pngs if p.startswith("assets/")]
     keys = sorted({p.split("/")[1] for p in assets})
     assert assets == [f"assets/{k}/{role}.png" for k in keys for role in ("attacked", "clean", "perturbation")]

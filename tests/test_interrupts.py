@@ -222,13 +222,19 @@ def test_ctrl_c_that_a_library_turns_into_an_error_still_stops_the_run_and_recor
     matrix.write_text(TWELVE_CELLS.replace("pgd = { eps = [2, 4, 8], steps = 3 }", "swallows-ctrl-c = { eps = [8] }"))
     results = tmp_path / "r"
     os.environ["BENCH_CACHE"] = str(fresh_cache(tmp_path / "cache"))  # the conftest's guard restores it
-    code = main(["run", "--matrix", str(matrix), "--results", str(results), "--no-site", "--no-progress",
-                 "--plugin", str(tmp_path / "swallow.py")])
+    # Ctrl-C as at a terminal: Python's own handler, whatever an earlier test's library installed
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        code = main(["run", "--matrix", str(matrix), "--results", str(results), "--no-site", "--no-progress",
+                     "--plugin", str(tmp_path / "swallow.py")])
+        after = signal.getsignal(signal.SIGINT)
+    finally:
+        signal.signal(signal.SIGINT, before)
     err = capsys.readouterr().err
     assert code == 130 and err.rstrip().endswith("run the same command again to resume"), err
     recs = list(ResultsStore(results).records())
     assert recs and all(r["status"] == "ok" for r in recs)  # the FGSM cells before it; no error record
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is given back
+    assert after is signal.default_int_handler  # the run gave the handler back
 
 
 # ----------------------------------------------------------------------------- SIGKILL while training

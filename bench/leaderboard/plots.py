@@ -105,8 +105,8 @@ def _seed_marks(ax: Any, g: pd.DataFrame, style: dict[str, Any]) -> None:
     for e, values in zip(g["eps"], g["abs_gain_per_seed"]):
         if isinstance(values, str) and "," in values:
             ys = [float(v) for v in values.split(",")]
-            ax.plot([float(e)] * len(ys), ys, ls="none", ms=3.5, mfc="none", mew=0.8, marker=style["marker"],
-                    color=style["color"], alpha=0.8)
+            ax.plot([float(e)] * len(ys), ys, linestyle="", ms=3.5, markerfacecolor=(1, 1, 1, 0), mew=0.8,
+                    marker=style["marker"], color=style["color"], alpha=0.8)  # hollow: face transparent
 
 
 def score_shift(shifts: pd.DataFrame, path: Path) -> None:
