@@ -118,16 +118,17 @@ def remember_interrupt() -> Iterator[None]:
     runs of the Ctrl-C test): `check_interrupt()` in the executor's failure paths raises it
     again instead, so no such record is written. Where SIGINT is ignored (a background
     job) or handled by someone else, or off the main thread, nothing changes."""
+    _interrupted.clear()  # an earlier run's interrupt (in this process) is not this run's
     main = threading.current_thread() is threading.main_thread()
     if not main or signal.getsignal(signal.SIGINT) is not signal.default_int_handler:
         yield
         return
-    _interrupted.clear()
     signal.signal(signal.SIGINT, _on_interrupt)
     try:
         yield
     finally:
         signal.signal(signal.SIGINT, signal.default_int_handler)
+        _interrupted.clear()
 
 
 def check_interrupt() -> None:

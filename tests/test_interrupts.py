@@ -235,6 +235,14 @@ def test_ctrl_c_that_a_library_turns_into_an_error_still_stops_the_run_and_recor
     recs = list(ResultsStore(results).records())
     assert recs and all(r["status"] == "ok" for r in recs)  # the FGSM cells before it; no error record
     assert after is signal.default_int_handler  # the run gave the handler back
+    # the next run in this process is not taken for interrupted, whatever handler SIGINT has
+    again = tmp_path / "again.toml"
+    again.write_text(TWELVE_CELLS.replace("pgd = { eps = [2, 4, 8], steps = 3 }", ""))
+    signal.signal(signal.SIGINT, lambda *_: None)
+    try:
+        assert main(["run", "--matrix", str(again), "--results", str(results), "--no-site", "--no-progress"]) == 0
+    finally:
+        signal.signal(signal.SIGINT, before)
 
 
 # ----------------------------------------------------------------------------- SIGKILL while training
