@@ -23,7 +23,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bench import registry
-from bench.augment import Standardized, dihedral, random_crops  # what models trained from scratch share
+from bench.augment import Standardized, dihedral, random_crops, views_field  # what models trained from scratch share
 
 # Every module imported here must not import a plugin (nor bench.api at import time):
 # plugins import this module, so that would be a cycle. The file-dataset helpers live in
@@ -146,6 +146,7 @@ __all__ = [
     "table",  # the readers' common table: name, image, mos, ref, ref_image (and official, where given)
     "train_loop",  # the one training loop of models (fit) and defenses (finetune is its defense form)
     "training_step",  # the name of a model's training bar: "model 'x': training, epoch 1/2"
+    "views_field",  # augment: a model's `views` parameter (FitContext.with_views: the dataset's training views)
     "warn",  # one `warning: ...` line on stderr, for something worked around (a file skipped)
 ]
 

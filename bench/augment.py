@@ -12,7 +12,16 @@ SROCC 0.08 and -0.28 before these).
 from __future__ import annotations
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
+
+
+def views_field() -> bool:
+    """A model's `views` parameter: whether its fit adds the dataset's training views
+    (`FitContext.with_views`): on for a network trained from scratch, which needs scenes."""
+    return Field(True, description="train also on the dataset's training views of the train references (the "
+                 "embedded set's random crops of its full-size photographs, freshly distorted and scored), where "
+                 "it makes them")
 
 
 class Standardized:

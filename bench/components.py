@@ -5,7 +5,7 @@ exchange; kept apart from `bench.api`, which re-exports them beside the registri
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, ClassVar
 
 import torch
@@ -41,6 +41,13 @@ class IQASplit:
         return IQASplit(images, self.mos[idx], [self.names[i] for i in idx], [self.refs[i] for i in idx],
                         dict(self.notes))
 
+    def concat(self, other: IQASplit) -> IQASplit:
+        """Both splits' images, this one's first (in-memory images only); notes of both."""
+        if isinstance(self.images, LazyImages) or isinstance(other.images, LazyImages):
+            raise TypeError("IQASplit.concat joins in-memory images only")
+        return IQASplit(torch.cat([self.images, other.images]), torch.cat([self.mos, other.mos]),
+                        self.names + other.names, self.refs + other.refs, {**self.notes, **other.notes})
+
 
 @dataclass
 class FitContext:
@@ -56,6 +63,22 @@ class FitContext:
     device: torch.device
     log: Callable[[str], None] = print
     record: dict[str, Any] = field(default_factory=dict)  # what the fit reports
+    # The dataset's training views of the train references with their targets, drawn on
+    # demand (`IQADataset.training_views`); None where the dataset makes none.
+    views: Callable[[], tuple[IQASplit, Tensor] | None] | None = None
+
+    def with_views(self) -> FitContext:
+        """This context with the dataset's training views added to `train` and `targets`
+        (the same record, so the fit reports into it), or itself where the dataset makes
+        none. For models trained here from scratch on a few scenes (`bench.augment`);
+        the record says how many views were added and which, 0 where none."""
+        got = self.views() if self.views is not None else None
+        if got is None:
+            self.record["n_views"] = 0
+            return self
+        views, targets = got
+        self.record.update(n_views=len(views), views=views.notes.get("views", "dataset's training views"))
+        return replace(self, train=self.train.concat(views), targets=torch.cat([self.targets, targets]), views=None)
 
 
 # ----------------------------------------------------------------------------- parameters
@@ -215,3 +238,10 @@ class IQADataset(Parametrized):
 
     def split(self, seed: int) -> tuple[IQASplit, IQASplit]:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def training_views(self, train: IQASplit) -> IQASplit | None:
+        """More training images made from `train`'s references alone (never a test one's),
+        for models trained here from scratch (`FitContext.with_views`): e.g. the embedded
+        set's random crops of its full-resolution photographs, freshly distorted and scored.
+        None: the dataset makes none (a real dataset's train split is what it has)."""
+        return None

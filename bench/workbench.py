@@ -141,7 +141,12 @@ class Workbench:
         train, test = self.split(ds)
         ds_info = DATASETS.get(ds.name).info
         targets = mos_on_model_scale(train.mos, ds_info, model.info)
-        ctx = FitContext(train=train, targets=targets, seed=self.seed, device=self.device, log=self.log)
+
+        def views() -> tuple[IQASplit, Tensor] | None:
+            more = DATASETS.create(ds.name, **ds.params).training_views(train)
+            return None if more is None else (more, mos_on_model_scale(more.mos, ds_info, model.info))
+
+        ctx = FitContext(train=train, targets=targets, seed=self.seed, device=self.device, log=self.log, views=views)
         torch.manual_seed(self.seed)
         model.to(self.device)
         with fit_threads():
@@ -152,7 +157,7 @@ class Workbench:
         srocc, plcc = correlations(pred, test.mos.numpy(), model.info.lower_better, ds_info.mos_lower_better)
         return {"dataset": ds.name, "dataset_params": _without(ds, "n_images")["params"], "split": "train",
                 "n_train": len(train), **self._seeds, "params": {k: v for k, v in model.params.items()},
-                "test_srocc": srocc, "test_plcc": plcc, "mos_name": ds_info.mos_name, **ctx.record}
+                "test_srocc": srocc, "test_plcc": plcc, "mos_name": ds_info.mos_name, "n_views": 0, **ctx.record}
 
     # -- defenses
     def defended(self, spec: Spec, defense: Defense, model_spec: Spec, ds: Spec) -> tuple[IQAModel, dict[str, Any]]:

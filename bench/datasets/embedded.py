@@ -49,6 +49,7 @@ import json
 import logging
 import time
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -68,6 +69,7 @@ from bench.api import (
     warn,
 )
 from bench.api import stratified as _stratified
+from bench.datasets import _embedded_views
 from bench.datasets._embedded_distortions import DISTORTIONS, distort
 from bench.datasets._embedded_mos import _torch_threads, level_ordering, pseudo_mos
 from bench.datasets._embedded_sources import _candidates, _square, _version  # looked up here: tests swap _candidates
@@ -165,14 +167,12 @@ def _write_npz(path: Path | io.BytesIO, arrays: dict[str, np.ndarray]) -> None:
                 np.lib.format.write_array(f, np.ascontiguousarray(arrays[key]), allow_pickle=False)
 
 
-def load(size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """The built dataset at `size`, from the cache, building it first if absent."""
-    if size < MIN_SIZE:
-        raise ValueError(f"embedded dataset: size {size} is below {MIN_SIZE} px, the least VIF works at")
-    path = cache_path(size)
+def _cached(path: Path, build: Callable[[], tuple[dict[str, np.ndarray], dict[str, Any]]]
+            ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The arrays and metadata at `path` (+ its .json sidecar), built first where absent."""
     side = path.with_suffix(".json")
     if not (path.exists() and side.exists()):
-        arrays, meta = build(size)
+        arrays, meta = build()
         buf = io.BytesIO()
         _write_npz(buf, arrays)
         atomic_write(path, buf.getvalue())
@@ -180,6 +180,25 @@ def load(size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     with np.load(path, allow_pickle=False) as z:
         arrays = {k: z[k] for k in z.files}
     return arrays, json.loads(side.read_text())
+
+
+def _check_size(size: int) -> None:
+    if size < MIN_SIZE:
+        raise ValueError(f"embedded dataset: size {size} is below {MIN_SIZE} px, the least VIF works at")
+
+
+def load(size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The built dataset at `size`, from the cache, building it first if absent."""
+    _check_size(size)
+    return _cached(cache_path(size), lambda: build(size))
+
+
+def load_views(size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """The training views at `size` (`bench.datasets._embedded_views`), from the cache,
+    drawn and scored first if absent (about 2 minutes at 96 px on one core)."""
+    _check_size(size)
+    path = cache_dir() / f"embedded-views-v{_embedded_views.VERSION}-{size}.npz"
+    return _cached(path, lambda: _embedded_views.build_views(size, BUILD_THREADS, _candidates()))
 
 
 # ----------------------------------------------------------------------------- the plugin
@@ -201,7 +220,8 @@ class EmbeddedDataset(IQADataset):
         description="~18 colour photographs shipped in scikit-image, matplotlib and pyiqa, "
                     "12 KADID-style distortions x 5 levels, plus the references; "
                     "pseudo-MOS = mean of 4 normalized full-reference metrics, 0..100",
-        version=VERSION,
+        # the views change what a model trained here learns, so they are part of the identity
+        version=f"{VERSION}+views{_embedded_views.VERSION}",
     )
 
     class Params(Params):
@@ -240,6 +260,16 @@ class EmbeddedDataset(IQADataset):
         if n is not None and n < len(test_idx):
             test_idx = _stratified(test_idx, arrays["mos"][test_idx], n, seed)
         return _make_split(arrays, train_idx), _make_split(arrays, test_idx)
+
+    def training_views(self, train: IQASplit) -> IQASplit:
+        """The training views of `train`'s reference photographs (never a test one's):
+        random crops of each full-resolution photograph, distorted at random and scored by
+        the same pseudo-MOS formula (`bench.datasets._embedded_views`)."""
+        arrays, meta = load_views(int(self.params["size"]))
+        views = _make_split(arrays, np.flatnonzero(np.isin(arrays["refs"], sorted(set(train.refs)))))
+        views.notes = {"views": f"embedded training views v{meta['views_version']}, {meta['per_reference']} per "
+                                "photograph"}
+        return views
 
 
 def _make_split(arrays: dict[str, np.ndarray], idx: np.ndarray) -> IQASplit:

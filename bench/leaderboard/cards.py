@@ -20,7 +20,8 @@ from bench.store import data_notes
 
 # From a trained-here record: what it was trained on and how well it scored on the test split.
 TRAINING_KEYS = (("dataset", "trained on"), ("seed", "seed"), ("n_train", "train images"),
-                 ("test_srocc", "test SROCC"), ("test_plcc", "test PLCC"), ("mos_name", "against"))
+                 ("n_views", "training views"), ("views", "views drawn"), ("test_srocc", "test SROCC"),
+                 ("test_plcc", "test PLCC"), ("mos_name", "against"))
 
 
 def origins(records: Iterable[dict[str, Any]], kind: str) -> list[str]:
