@@ -13,12 +13,22 @@ oriented so that a positive gain means the attack moved the score in the model's
     rel_gain = mean((f(s*) - f(s)) / (f(s) + 1))
     R        = mean(log10(max(1 - f(s), f(s) - 0) / (|f(s*) - f(s)| + 1e-6)))
 
+    rel_gain_classic = mean(o (s* - s) / (s + 1e-6))        (o = -1 for lower-better, else 1)
+    wasserstein_score = W1(f(s), f(s*)) * sign(mean f(s*) - mean f(s))
+    energy_score      = D_E(f(s), f(s*)) * sign(mean f(s*) - mean f(s))
+
 R is the robustness score of Antsiferova et al., "Comparing the robustness of modern
 no-reference image- and video-quality metrics to adversarial attacks" (AAAI 2024,
 arXiv 2310.06958), with the constants of their code (beta1 = 1, beta2 = 0, e = 1e-6 in
 msu-video-group/MSU_Metrics_Robustness_Benchmark, robustness_benchmark/score_methods.py):
 how many orders of magnitude smaller the score shift is than the room the score had to
-move; higher is more robust, and it does not depend on the direction of the shift.
+move; higher is more robust, and it does not depend on the direction of the shift. The
+other three complete that benchmark's six measures, after the same code: the classic
+relative gain on raw scores (defined for positive scores only: NaN where a clean score is
+not, rather than a sign that flips), and two distances between the clean and the attacked
+score distributions (scipy's `wasserstein_distance` and `energy_distance` on the scaled
+scores, written here in closed form for equal-size samples so that the bootstrap can
+vectorize them), signed by the direction of the mean shift.
 
 The normalised gains divide by each cell's own clean-score range, so a defense whose
 fine-tune narrows the spread of scores shows a larger gain for the same change in quality.
@@ -29,8 +39,8 @@ by scipy), and the gain is mean(Q(s*) - Q(s)) in MOS units, signed so that posit
 the predicted quality went up (on a DMOS scale, down). Where the fit does not converge it is
 NaN, never a substitute.
 
-Each of abs_gain, rel_gain, R, mos_gain and clean SROCC comes with a 95% bootstrap interval over
-the cell's images (`<key>_ci_lo`, `<key>_ci_hi`): BCa, 1000 resamples, a fixed seed, so
+Each of abs_gain, rel_gain, rel_gain_classic, R, the two distance scores, mos_gain and clean
+SROCC comes with a 95% bootstrap interval over the cell's images (paired for the distances) (`<key>_ci_lo`, `<key>_ci_hi`): BCa, 1000 resamples, a fixed seed, so
 that the same scores always give the same interval. Torch is imported only by
 `Fidelity`, so the site can use the formulas here without it.
 """
@@ -49,12 +59,14 @@ if TYPE_CHECKING:
     from torch import Tensor
 
 # 2: MSU robustness score and bootstrap intervals; 3: correlations signed by the dataset's direction too;
-# 4: the gain in MOS units
-MEASURES_VERSION = "4"
+# 4: the gain in MOS units; 5: the MSU benchmark's other three (classic relative gain, Wasserstein and
+# energy-distance scores)
+MEASURES_VERSION = "5"
 CI_LEVEL = 0.95
 CI_RESAMPLES = 1000  # ~1 ms per mean and ~10 ms per SROCC interval at 64 images
 CI_SEED = 0
 R_EPS = 1e-6  # the MSU code's e: keeps R finite where the score did not move
+CLASSIC_EPS = 1e-6  # the MSU code's eps of the classic relative gain
 
 
 def agreement_sign(model_lower_better: bool, mos_lower_better: bool) -> float:
@@ -87,8 +99,44 @@ def per_image(clean: np.ndarray, attacked: np.ndarray, lower_better: bool) -> di
     fc, fa = scaled(clean, clean, lower_better), scaled(attacked, clean, lower_better)
     shift = fa - fc
     room = np.maximum(1.0 - fc, fc - 0.0)  # symmetric in f -> 1 - f: direction-free
-    return {"abs_gain": shift, "rel_gain": shift / (fc + 1.0),
+    with np.errstate(divide="ignore", invalid="ignore"):
+        classic = np.where(clean > 0, (attacked - clean) / (clean + CLASSIC_EPS), math.nan)
+    return {"abs_gain": shift, "rel_gain": shift / (fc + 1.0), "rel_gain_classic": -classic if lower_better else classic,
             "robustness_score": np.log10(room / (np.abs(shift) + R_EPS))}
+
+
+def _signed(distance: np.ndarray, fc: np.ndarray, fa: np.ndarray, axis: int) -> np.ndarray:
+    return distance * np.sign(np.mean(fa, axis=axis) - np.mean(fc, axis=axis))
+
+
+def wasserstein_score(fc: np.ndarray, fa: np.ndarray, axis: int = -1) -> np.ndarray:
+    """W1 between the clean and attacked scaled scores, signed by the mean shift: for two
+    samples of one size, the mean distance between their sorted values (= scipy's
+    wasserstein_distance), along `axis` so that bootstrap resamples run at once."""
+    d = np.mean(np.abs(np.sort(fa, axis=axis) - np.sort(fc, axis=axis)), axis=axis)
+    return _signed(d, fc, fa, axis)
+
+
+def _pair_sum(z: np.ndarray) -> np.ndarray:
+    """Sum of |z_i - z_j| over the unordered pairs of the last axis, from the sorted
+    values (sum_k (2k - m - 1) z_(k)): O(m log m) memory-light, where the pairwise
+    matrix of 1000 resamples of 1000 images would take gigabytes."""
+    m = z.shape[-1]
+    return np.sum(np.sort(z, axis=-1) * (2 * np.arange(1, m + 1) - m - 1), axis=-1)
+
+
+def energy_score(fc: np.ndarray, fa: np.ndarray, axis: int = -1) -> np.ndarray:
+    """The energy distance (scipy's energy_distance: sqrt(2 E|X-Y| - E|X-X'| - E|Y-Y'|))
+    between the clean and attacked scaled scores, signed by the mean shift; along `axis`."""
+    x, y = np.moveaxis(fc, axis, -1), np.moveaxis(fa, axis, -1)
+    n, m = x.shape[-1], y.shape[-1]
+    sx, sy = _pair_sum(x), _pair_sum(y)
+    cross = (_pair_sum(np.concatenate([x, y], axis=-1)) - sx - sy) / (n * m)
+    d = np.sqrt(np.maximum(2 * cross - 2 * sx / n**2 - 2 * sy / m**2, 0.0))
+    return _signed(d, x, y, -1)
+
+
+DISTANCES = {"wasserstein_score": wasserstein_score, "energy_score": energy_score}
 
 
 def gains(clean: np.ndarray, attacked: np.ndarray, lower_better: bool) -> tuple[float, float]:
@@ -197,6 +245,11 @@ def cell_metrics(
     }
     for k, v in p.items():
         out[f"{k}_ci_lo"], out[f"{k}_ci_hi"] = bootstrap_ci((v,), np.mean)
+    fc, fa = scaled(clean, clean, lower_better), scaled(attacked, clean, lower_better)
+    for k, distance in DISTANCES.items():
+        out[k] = float(distance(fc, fa))
+        unmoved = np.array_equal(fc, fa)  # every resample gives 0, where BCa has nothing to work on
+        out[f"{k}_ci_lo"], out[f"{k}_ci_hi"] = (0.0, 0.0) if unmoved else bootstrap_ci((fc, fa), distance)
     if math.isnan(s_c):
         out["srocc_clean_ci_lo"] = out["srocc_clean_ci_hi"] = math.nan
     else:

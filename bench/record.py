@@ -264,10 +264,11 @@ MEASURES = (
     "psnr", "ssim", "seconds", "srocc_clean_ci_lo", "srocc_clean_ci_hi", "abs_gain_ci_lo", "abs_gain_ci_hi",
     "rel_gain_ci_lo", "rel_gain_ci_hi", "robustness_score_ci_lo", "robustness_score_ci_hi",
 )
-# measures some cells have: the group's shared set-up time, the L-inf distance used, what a
-# certified defense guarantees (bench.executor), the gain in MOS units (measures 4 on)
+# measures some cells have: the group's shared set-up time, the L-inf distance used, what a certified defense
+# guarantees (bench.executor), the gain in MOS units (measures 4 on), the MSU benchmark's other three (5 on)
 OTHER_MEASURES = ("setup_seconds", "linf", "cert_vacuous", "cert_lo_mean", "cert_hi_mean", "cert_width_mean",
-                  "cert_attacked_inside", "mos_gain", "mos_gain_ci_lo", "mos_gain_ci_hi")
+                  "cert_attacked_inside", *(f"{m}{end}" for m in ("mos_gain", "rel_gain_classic", "wasserstein_score",
+                                                                  "energy_score") for end in ("", "_ci_lo", "_ci_hi")))
 EXPORT_COLUMNS = [*IDENTITY, "status", "n_images", *MEASURES]
 COMPONENTS = ("model", "defense", "attack", "dataset")
 PROVENANCE = ("bench", "torch", "pyiqa", "torchattacks", "python", "git_commit", "seed", "matrix",

@@ -38,6 +38,9 @@ def test_lower_better_is_oriented() -> None:
     up = cell_metrics(MOS, CLEAN, attacked, False, 30.0, 0.9, mos_lower_better=False)
     down = cell_metrics(MOS, -CLEAN, -attacked, True, 30.0, 0.9, mos_lower_better=False)
     for k, v in up.items():  # the MOS map is a numerical fit: the same to a few parts in a million
+        if k.startswith("rel_gain_classic"):  # raw scores by design: defined on positive ones only
+            assert math.isnan(down[k]) and not math.isnan(v), k
+            continue
         assert down[k] == pytest.approx(v, rel=1e-6 if not k.startswith("mos_gain") else 1e-4), k
     assert up["abs_gain"] > 0 and up["srocc_clean"] == pytest.approx(1.0)
     # Pushing a lower-better score *up* is a failed attack: negative gain.
@@ -50,11 +53,12 @@ def test_intervals_contain_the_estimate_and_are_reproducible() -> None:
     clean = mos + rng.normal(0, 0.2, 40)
     attacked = clean + rng.random(40) * 0.5
     m = cell_metrics(mos, clean, attacked, False, 30.0, 0.9, mos_lower_better=False)
-    for k in ("abs_gain", "rel_gain", "robustness_score", "srocc_clean"):
+    for k in ("abs_gain", "rel_gain", "robustness_score", "srocc_clean", "wasserstein_score", "energy_score"):
         lo, hi = m[f"{k}_ci_lo"], m[f"{k}_ci_hi"]
         assert lo < m[k] < hi, (k, lo, m[k], hi)
         assert hi - lo < 0.5 * abs(m[k]) + 0.5, k  # an interval, not the whole line
-    assert cell_metrics(mos, clean, attacked, False, 30.0, 0.9, mos_lower_better=False) == m  # fixed seed
+    again = cell_metrics(mos, clean, attacked, False, 30.0, 0.9, mos_lower_better=False)  # fixed seed
+    assert again.keys() == m.keys() and all(np.array_equal(again[k], m[k], equal_nan=True) for k in m)
 
 
 def test_interval_narrows_with_more_images() -> None:
@@ -71,6 +75,32 @@ def test_degenerate_samples() -> None:
     m = cell_metrics(MOS, np.ones(10), np.ones(10), False, 100.0, 1.0, mos_lower_better=False)
     assert math.isnan(m["srocc_clean"]) and math.isnan(m["srocc_clean_ci_lo"])
     assert m["abs_gain"] == 0 and m["abs_gain_ci_lo"] == m["abs_gain_ci_hi"] == 0
+    for k in ("wasserstein_score", "energy_score"):  # unmoved: 0, and so is every resample
+        assert m[k] == 0 and m[f"{k}_ci_lo"] == m[f"{k}_ci_hi"] == 0
+
+
+def test_msu_distance_scores_match_a_hand_computation() -> None:
+    # scaled clean scores X = {0, 0.5, 1}, attacked Y = {0.1, 0.6, 1}
+    clean, attacked = np.array([0.0, 5.0, 10.0]), np.array([1.0, 6.0, 10.0])
+    m = cell_metrics(np.array([0.0, 0.5, 1.0]), clean, attacked, False, 30.0, 0.9, mos_lower_better=False)
+    # W1 of equal-size samples: mean gap between sorted values, (0.1 + 0.1 + 0) / 3
+    assert m["wasserstein_score"] == pytest.approx(0.2 / 3)
+    # 2 E|X-Y| - E|X-X'| - E|Y-Y'| over all 9 pairs each: 2 * 4.0/9 - 4.0/9 - 3.6/9 = 0.4/9
+    assert m["energy_score"] == pytest.approx(math.sqrt(0.4 / 9))
+    # pushed down instead: the same distances, negative
+    down = cell_metrics(np.array([0.0, 0.5, 1.0]), clean, np.array([0.0, 4.0, 9.0]), False, 30.0, 0.9,
+                        mos_lower_better=False)
+    assert down["wasserstein_score"] == pytest.approx(-0.2 / 3)
+    assert down["energy_score"] < 0
+
+
+def test_classic_relative_gain_on_raw_scores() -> None:
+    clean, attacked = np.array([2.0, 4.0, 5.0]), np.array([3.0, 2.0, 5.0])  # +1/2, -2/4, 0
+    assert per_image(clean, attacked, False)["rel_gain_classic"] == pytest.approx([0.5, -0.5, 0.0], abs=1e-6)
+    assert per_image(clean, attacked, True)["rel_gain_classic"] == pytest.approx([-0.5, 0.5, 0.0], abs=1e-6)
+    # a clean score at or below 0 has no relative change: NaN, never a flipped sign
+    terms = per_image(np.array([-1.0, 0.0, 2.0]), np.array([1.0, 1.0, 3.0]), False)["rel_gain_classic"]
+    assert np.isnan(terms[:2]).all() and terms[2] == pytest.approx(0.5, abs=1e-6)
 
 
 def test_vectorized_srocc_matches_scipy() -> None:

@@ -641,3 +641,21 @@ def test_leaderboard_marks_published_rows_apart_from_trained_here(tmp_path: Path
     rows = json.loads((index.parent / "data" / "index.json").read_text())
     got = {(r["dataset"], r["weights"]) for r in rows if r["attack"] == "all (worst)"}
     assert got == {("embedded", "trained here"), ("koniq10k", "published (pyiqa cache)")}
+
+
+def test_every_measure_is_explained_in_one_line_on_the_pages_with_cells(site: Path) -> None:
+    from bench.leaderboard.tables import CELL_COLUMNS
+
+    out = site.parent
+    explained = [c for c in CELL_COLUMNS if c.title]
+    keys = {c.key for c in explained}
+    # the MSU robustness benchmark's six measures and the MOS-unit gain, each with its line
+    assert {"abs_gain", "rel_gain", "rel_gain_classic", "robustness_score", "wasserstein_score", "energy_score",
+            "mos_gain"} <= keys
+    defense_page = next(p for p in pages(out) if p.name.startswith("defense-"))
+    for page in (out / "index.html", defense_page):
+        html = page.read_text()
+        notes = html[html.index('<details class="measures">'):]
+        notes = notes[:notes.index("</details>")]
+        for c in explained:
+            assert f"<dt>{c.label}</dt>" in notes and "\n" not in c.title, (page.name, c.key)

@@ -23,12 +23,24 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench.measures import CI_LEVEL, CI_RESAMPLES, CI_SEED, _srocc, agreement_sign, mos_shift, per_image
+from bench.measures import (
+    CI_LEVEL,
+    CI_RESAMPLES,
+    CI_SEED,
+    DISTANCES,
+    _srocc,
+    agreement_sign,
+    mos_shift,
+    per_image,
+    scaled,
+)
 from bench.record import digest
 
 # the measures read per image, and how each image's value is computed from a record
-GAINS = ("abs_gain", "rel_gain", "robustness_score", "mos_gain")
-SEED_COLUMNS = ["n_seeds", "seeds", *(f"{m}_seed_sd" for m in (*GAINS, "srocc_clean")), "abs_gain_per_seed"]
+GAINS = ("abs_gain", "rel_gain", "rel_gain_classic", "robustness_score", "mos_gain")
+# measured on a seed's whole (clean, attacked) sample, not as a mean over images
+PAIRED = (*DISTANCES, "srocc_clean")
+SEED_COLUMNS = ["n_seeds", "seeds", *(f"{m}_seed_sd" for m in (*GAINS, *PAIRED)), "abs_gain_per_seed"]
 
 
 def _vectors(rec: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
@@ -42,6 +54,7 @@ def _vectors(rec: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
     out = dict(per_image(clean, attacked, lower))
     out["mos_gain"] = mos_shift(clean, attacked, mos, mos_lower)
     out["_clean"], out["_mos"], out["_sign"] = clean, mos, np.array(agreement_sign(lower, mos_lower))
+    out["_fc"], out["_fa"] = scaled(clean, clean, lower), scaled(attacked, clean, lower)
     return out
 
 
@@ -113,16 +126,18 @@ def _merge(g: pd.DataFrame, by_key: Mapping[str, Mapping[str, Any]]) -> dict[str
     for c in numeric:
         row[c] = float(g[c].mean())
     vectors = [_vectors(by_key[k]) for k in g["key"]]
-    for m in (*GAINS, "srocc_clean"):
+    for m in (*GAINS, *PAIRED):
         if m in g.columns:
             row[f"{m}_seed_sd"] = float(g[m].std(ddof=1))
     row["abs_gain_per_seed"] = ",".join(f"{v:.6g}" for v in g["abs_gain"])  # a mark each on the plots
     if any(v is None for v in vectors):  # no per-image scores: no interval can cover images
-        for m in (*GAINS, "srocc_clean"):
+        for m in (*GAINS, *PAIRED):
             row[f"{m}_ci_lo"] = row[f"{m}_ci_hi"] = math.nan
         return row
     for m in GAINS:
         row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = two_level_ci([v[m] for v in vectors], lambda x: x.mean(axis=-1))
+    for m, distance in DISTANCES.items():
+        row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = two_level_ci([(v["_fc"], v["_fa"]) for v in vectors], distance)
     sign = float(vectors[0]["_sign"])
     lo, hi = two_level_ci([(v["_clean"], v["_mos"]) for v in vectors], _srocc)
     row["srocc_clean_ci_lo"], row["srocc_clean_ci_hi"] = sorted((sign * lo, sign * hi))

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
@@ -16,36 +15,7 @@ import pandas as pd
 from bench import record
 from bench.leaderboard import aggregate as agg
 from bench.leaderboard.aggregate import ci
-
-
-@dataclass(frozen=True)
-class Column:
-    key: str
-    label: str
-    kind: str = "text"  # "text", "num" (as is), "dec3" (3 decimals), "est" ([value, lo, hi(, flagged)])
-    mos: bool = False  # a correlation with the dataset's MOS: the header names it
-    eps: float | None = None  # a per-budget column: the eps filter hides the others
-    link: str = ""  # "defense" or "model": the text links to that page
-    title: str = ""  # the header's tooltip: what the number is
-
-
-# The per-cell table; the pages build it from compact JSON (see `payload`).
-CELL_COLUMNS = [
-    Column("model", "model", link="model"), Column("dataset", "dataset"), Column("defense", "defense", link="defense"),
-    Column("defense_kind", "defense kind"), Column("attack", "attack"),
-    Column("eps", "eps (/255)", "num"), Column("status", "status"), Column("n_images", "images", "num"),
-    Column("srocc_clean", "SROCC clean", "dec3", mos=True),
-    Column("srocc_attacked", "SROCC attacked", "dec3", mos=True),
-    Column("plcc_clean", "PLCC clean", "dec3", mos=True),
-    Column("abs_gain", "abs gain", "dec3"), Column("rel_gain", "rel gain", "dec3"),
-    Column("robustness_score", "MSU R", "dec3", title="MSU robustness score: higher is more robust"),
-    Column("mos_gain", "MOS gain", "dec3", title="the score shift in the dataset's MOS units (each cell's scores "
-           "mapped to MOS by a logistic fitted on its clean scores); positive: predicted quality went up"),
-    Column("psnr", "PSNR", "dec3"), Column("ssim", "SSIM", "dec3"),
-    Column("flags", "flags"), Column("attack_view", "attack view"), Column("message", "message"),
-]
-
-record.columns(*(c.key for c in CELL_COLUMNS))  # each one a column of the records table: checked on import
+from bench.leaderboard.columns import CELL_COLUMNS, Column
 
 FILTERS = [("model", "model"), ("dataset", "dataset"), ("defense", "defense"),
            ("attack", "attack"), ("eps", "eps (/255)")]
