@@ -39,9 +39,14 @@ by scipy), and the gain is mean(Q(s*) - Q(s)) in MOS units, signed so that posit
 the predicted quality went up (on a DMOS scale, down). Where the fit does not converge it is
 NaN, never a substitute.
 
-Each of abs_gain, rel_gain, rel_gain_classic, R, the two distance scores, mos_gain and clean
-SROCC comes with a 95% bootstrap interval over the cell's images (paired for the distances) (`<key>_ci_lo`, `<key>_ci_hi`): BCa, 1000 resamples, a fixed seed, so
-that the same scores always give the same interval. Torch is imported only by
+Each of abs_gain, rel_gain, rel_gain_classic, R, mos_gain and clean SROCC comes with a 95%
+bootstrap interval over the cell's images (`<key>_ci_lo`, `<key>_ci_hi`): BCa, 1000 resamples, a fixed seed, so
+that the same scores always give the same interval. The two distance scores take the
+delete-one jackknife's normal interval instead: a bootstrap resample repeats images, and
+repeated values shrink the within-sample spread that a distance between distributions
+subtracts, so resampled distances sit above the estimate (measured: an energy distance of
+0.138 on 30 images gave a percentile interval of [0.147, 0.174], and no BCa interval at
+all). Torch is imported only by
 `Fidelity`, so the site can use the formulas here without it.
 """
 
@@ -209,6 +214,19 @@ def bootstrap_ci(data: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarr
     return (lo, hi) if math.isfinite(lo) and math.isfinite(hi) else (math.nan, math.nan)
 
 
+def jackknife_ci(data: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarray]) -> tuple[float, float]:
+    """95% normal interval from the delete-one jackknife's standard error, for statistics
+    that resampling with repeats biases (the distance scores); NaN below 3 images."""
+    n = len(data[0])
+    if n < 3 or any(not np.all(np.isfinite(d)) for d in data):
+        return math.nan, math.nan
+    keep = np.array([np.delete(np.arange(n), i) for i in range(n)])  # (n, n - 1): image i left out
+    loo = statistic(*(d[keep] for d in data), axis=-1)
+    se = math.sqrt((n - 1) / n * float(np.sum((loo - loo.mean()) ** 2)))
+    est, z = float(statistic(*data)), float(stats.norm.ppf(0.5 + CI_LEVEL / 2))
+    return est - z * se, est + z * se
+
+
 class Fidelity:
     """PSNR and SSIM of attacked against clean images (pyiqa's implementations)."""
 
@@ -248,8 +266,7 @@ def cell_metrics(
     fc, fa = scaled(clean, clean, lower_better), scaled(attacked, clean, lower_better)
     for k, distance in DISTANCES.items():
         out[k] = float(distance(fc, fa))
-        unmoved = np.array_equal(fc, fa)  # every resample gives 0, where BCa has nothing to work on
-        out[f"{k}_ci_lo"], out[f"{k}_ci_hi"] = (0.0, 0.0) if unmoved else bootstrap_ci((fc, fa), distance)
+        out[f"{k}_ci_lo"], out[f"{k}_ci_hi"] = jackknife_ci((fc, fa), distance)
     if math.isnan(s_c):
         out["srocc_clean_ci_lo"] = out["srocc_clean_ci_hi"] = math.nan
     else:

@@ -172,3 +172,14 @@ def test_mos_gain_is_positive_for_better_quality_on_a_dmos_scale_too():
 def test_mos_gain_is_nan_where_no_map_can_be_fitted():
     m = cell_metrics(np.linspace(1, 5, 10), np.ones(10), np.ones(10) + 0.1, False, 30.0, 0.9, mos_lower_better=False)
     assert math.isnan(m["mos_gain"]) and math.isnan(m["mos_gain_ci_lo"])
+
+
+def test_distance_intervals_contain_their_estimate_where_a_bootstrap_is_biased_above_it() -> None:
+    # a near-constant shift: every bootstrap resample repeats images, which lifts an energy
+    # distance above the estimate (its percentile interval missed it, its BCa was undefined)
+    rng = np.random.default_rng(0)
+    clean = np.linspace(0.0, 1.0, 30)
+    attacked = clean + 0.1 + rng.normal(0, 0.001, 30)
+    m = cell_metrics(clean, clean, attacked, False, 30.0, 0.9, mos_lower_better=False)
+    for k in ("wasserstein_score", "energy_score"):
+        assert m[f"{k}_ci_lo"] < m[k] < m[f"{k}_ci_hi"], (k, m[f"{k}_ci_lo"], m[k], m[f"{k}_ci_hi"])

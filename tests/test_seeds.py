@@ -8,6 +8,7 @@ import math
 
 import numpy as np
 import pytest
+from scipy import stats
 
 from bench.leaderboard.seeds import combine_seeds, two_level_ci
 from bench.measures import bootstrap_ci, per_image
@@ -58,6 +59,28 @@ def test_three_seeds_become_one_row_whose_interval_covers_the_spread_between_see
     assert row["abs_gain_ci_lo"] < 0.15 and row["abs_gain_ci_hi"] > 0.25
     assert row["abs_gain_ci_lo"] < row["abs_gain"] < row["abs_gain_ci_hi"]
     assert row["abs_gain_ci_lo"] >= 0.1 - 1e-9 and row["abs_gain_ci_hi"] <= 0.3 + 1e-9  # never past any seed
+
+
+def test_distance_scores_merge_with_an_interval_over_seeds_and_images_not_the_first_seeds():
+    from bench.measures import DISTANCES, jackknife_ci, scaled
+
+    recs = _seeded([0.1, 0.2, 0.3])
+    for r in recs:  # the distances as a cell records them, with their interval over its images
+        clean, attacked = (np.asarray(r["per_image"][k]) for k in ("clean", "attacked"))
+        fc, fa = scaled(clean, clean, False), scaled(attacked, clean, False)
+        for k, distance in DISTANCES.items():
+            r["metrics"][k] = float(distance(fc, fa))
+            r["metrics"][f"{k}_ci_lo"], r["metrics"][f"{k}_ci_hi"] = jackknife_ci((fc, fa), distance)
+    (row,) = _combined(recs).to_dict("records")
+    for k in DISTANCES:
+        assert row[k] == pytest.approx(np.mean([r["metrics"][k] for r in recs]))
+        assert row[f"{k}_seed_sd"] > 0.05
+        # the merged interval spans the seeds' spread (each seed's own is narrow): the t-interval
+        values = np.array([r["metrics"][k] for r in recs])
+        half = stats.t.ppf(0.975, 2) * values.std(ddof=1) / np.sqrt(3)
+        assert (row[f"{k}_ci_lo"], row[f"{k}_ci_hi"]) == pytest.approx((values.mean() - half, values.mean() + half))
+        assert row[f"{k}_ci_lo"] < values.min() and row[f"{k}_ci_hi"] > values.max(), k
+        assert row[f"{k}_ci_hi"] > recs[0]["metrics"][f"{k}_ci_hi"] + 0.05, k
 
 
 def test_seeds_that_agree_give_about_the_interval_over_images():

@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from scipy import stats as scipy_stats
 
 from bench.measures import (
     CI_LEVEL,
@@ -32,7 +33,6 @@ from bench.measures import (
     agreement_sign,
     mos_shift,
     per_image,
-    scaled,
 )
 from bench.record import digest
 
@@ -54,7 +54,6 @@ def _vectors(rec: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
     out = dict(per_image(clean, attacked, lower))
     out["mos_gain"] = mos_shift(clean, attacked, mos, mos_lower)
     out["_clean"], out["_mos"], out["_sign"] = clean, mos, np.array(agreement_sign(lower, mos_lower))
-    out["_fc"], out["_fa"] = scaled(clean, clean, lower), scaled(attacked, clean, lower)
     return out
 
 
@@ -79,6 +78,18 @@ def two_level_ci(samples: list[np.ndarray] | list[tuple[np.ndarray, np.ndarray]]
         return math.nan, math.nan
     tail = (1 - CI_LEVEL) / 2 * 100
     lo, hi = np.percentile(stats, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def t_interval(values: np.ndarray) -> tuple[float, float]:
+    """Student-t interval of the mean of the seeds' values: their spread holds each seed's
+    image noise as well as the training noise. NaN where a value is missing."""
+    if len(values) < 2 or not np.all(np.isfinite(values)):
+        return math.nan, math.nan
+    sem = float(np.std(values, ddof=1)) / math.sqrt(len(values))
+    if sem == 0:
+        return float(values.mean()), float(values.mean())
+    lo, hi = scipy_stats.t.interval(CI_LEVEL, len(values) - 1, loc=float(values.mean()), scale=sem)
     return float(lo), float(hi)
 
 
@@ -130,14 +141,15 @@ def _merge(g: pd.DataFrame, by_key: Mapping[str, Mapping[str, Any]]) -> dict[str
         if m in g.columns:
             row[f"{m}_seed_sd"] = float(g[m].std(ddof=1))
     row["abs_gain_per_seed"] = ",".join(f"{v:.6g}" for v in g["abs_gain"])  # a mark each on the plots
+    for m in DISTANCES:  # resampling images biases a distance (bench.measures): over the seeds' values
+        if m in g.columns:
+            row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = t_interval(g[m].to_numpy(dtype=float))
     if any(v is None for v in vectors):  # no per-image scores: no interval can cover images
-        for m in (*GAINS, *PAIRED):
+        for m in (*GAINS, "srocc_clean"):
             row[f"{m}_ci_lo"] = row[f"{m}_ci_hi"] = math.nan
         return row
     for m in GAINS:
         row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = two_level_ci([v[m] for v in vectors], lambda x: x.mean(axis=-1))
-    for m, distance in DISTANCES.items():
-        row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = two_level_ci([(v["_fc"], v["_fa"]) for v in vectors], distance)
     sign = float(vectors[0]["_sign"])
     lo, hi = two_level_ci([(v["_clean"], v["_mos"]) for v in vectors], _srocc)
     row["srocc_clean_ci_lo"], row["srocc_clean_ci_hi"] = sorted((sign * lo, sign * hi))
