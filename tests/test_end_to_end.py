@@ -170,6 +170,6 @@ def test_model_weights_are_traceable_from_record_csv_and_page(run_dir):
     page = next((d / "site").glob("model-cnniqa-*.html")).read_text()
     w = trained[0]["weights"]
     assert f"<td>embedded</td><td>trained here</td><td><code>{path}</code></td><td><code>{sha}</code></td>" \
-           f"<td>trained on embedded, seed 0, train images {w['n_train']}, test SROCC {w['test_srocc']:.3f}" in page
+           f"<td>trained on embedded, seed 0, train images {w['n_train']}, training views {w['n_views']}, test SROCC {w['test_srocc']:.3f}" in page
     piqe = next((d / "site").glob("model-piqe-*.html")).read_text()
     assert "<dt>kind</dt><dd>classic</dd>" in piqe and "<code>built-in bench.models.classic</code>" in piqe

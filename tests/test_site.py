@@ -616,7 +616,7 @@ def test_the_site_code_names_no_component_or_suite() -> None:
         for suite in (raw.get("suite"), raw.get("claim", {}).get("suite")):
             if suite:
                 names.setdefault(suite, f"suite of {matrix.name}")
-    assert {"none", "ortho+act+prune", "adv-train", "nt", "standard-v1"} <= set(names)
+    assert {"none", "ortho+act+prune", "adv-train", "nt", "standard-v2"} <= set(names)
     site = ROOT / "bench" / "leaderboard"
     found = []
     for path in sorted(site.rglob("*.py")):
