@@ -21,11 +21,12 @@ from torch import Tensor
 
 from bench import provenance
 from bench.api import ATTACKS, DATASETS, DEFENSES, MODELS, IQASplit, NotApplicable
+from bench.defense_measures import Fidelity, FidelityTally, defense_measures
 from bench.examples import ExampleImage
 from bench.gradients import AttackView, DefendedModel, gradient_flags
 from bench.guard import Limits, cell_limits, check_interrupt
 from bench.matrix import Cell, Matrix
-from bench.measures import Fidelity, cell_metrics, certified
+from bench.measures import cell_metrics, certified
 from bench.profile_run import GroupProfile, NoProfile
 from bench.record import MEASURES, AttackViewInfo, CellRecord, CellRef, Config, DataNotes, Example, PerImage, Provenance
 from bench.store import ResultsStore
@@ -46,6 +47,7 @@ class Prepared:
     defended: DefendedModel
     view: AttackView
     clean: Tensor  # the defended model's scores of the clean test images
+    undefended: Tensor  # the base model's, without the defense (bench.defense_measures)
     flags: list[str]  # seen on the clean images: a randomized forward pass, zero or non-finite gradients
     weights: dict[str, Any]  # where the base model's parameters came from
     fit: dict[str, Any]  # the defense's fit ({} where it does not train)
@@ -121,8 +123,7 @@ class Executor:
         return failed
 
     def fail(self, cells: list[Cell], why: str, status: str = "error") -> list[CellRecord]:
-        """Record cells without running them: errors (their set-up failed elsewhere), or
-        skipped (what they need is not here)."""
+        """Record cells without running them: errors (set-up failed elsewhere) or skipped."""
         return [self._record(c, status, why) for c in cells]
 
     # ------------------------------------------------------------------ one group
@@ -175,6 +176,7 @@ class Executor:
             clean = score_batched(defended, test.images, bs, dev)
             check_finite(clean, f"model '{c.model.name}' behind defense '{c.defense.name}'")
             again = score_batched(defended, test.images, bs, dev)
+            undefended = clean if defense.info.kind == "none" else score_batched(base, test.images, bs, dev)
         flags = []
         if not torch.equal(clean, again):
             flags.append("randomized-forward")
@@ -183,7 +185,7 @@ class Executor:
             flags += gradient_flags(view, test.images, bs, dev, grads)
         profile = GroupProfile(self.store.root, c, defended, test.images[0:2].to(dev), clean, torch.cat(grads),
                                test.names, flags) if self.matrix.profile else None
-        return Prepared(test, defended, view, clean, flags, source, fit_record,
+        return Prepared(test, defended, view, clean, undefended, flags, source, fit_record,
                         DataNotes(test=test.notes, train=train.notes), profile=profile)
 
     def _attack_cell(self, c: Cell, p: Prepared) -> CellRecord:
@@ -212,7 +214,7 @@ class Executor:
                 attack.prepare(view, OnDevice(train.images, dev), eps, lower_better)
         if self._fidelity is None:
             self._fidelity = Fidelity()
-        attacked, linf, psnr, ssim, cert = [], 0.0, 0.0, 0.0, []
+        attacked, linf, cert, tally = [], 0.0, [], FidelityTally(self._fidelity)
         example = ExampleImage(clean, lower_better)
         profile = p.profile.cell(c) if p.profile else NoProfile()
         for i in range(0, len(test), bs):
@@ -231,21 +233,22 @@ class Executor:
                 cert.append(bounds.detach().reshape(-1, 2).float().cpu())
             with self._model_time():  # forward passes: not the runner's overhead (bench perf)
                 profile.observe(xb.to(dev), adv.to(dev), i)
-            b_psnr, b_ssim = self._fidelity(adv, xb)
-            psnr, ssim = psnr + b_psnr * len(xb), ssim + b_ssim * len(xb)
+            with torch.no_grad(), torch.random.fork_rng(devices=[]):  # the attack's own draws stay as they were
+                tally.add(xb, adv, defended.defense.purify(adv.to(dev)).cpu())
             attacked.append(scores)
             example.offer(i, xb, adv, scores)
         attacked_t = torch.cat(attacked)
-        metrics = cell_metrics(test.mos.numpy(), clean.numpy(), attacked_t.numpy(), lower_better,
-                               psnr / len(test), ssim / len(test),
+        metrics = cell_metrics(test.mos.numpy(), clean.numpy(), attacked_t.numpy(), lower_better, *tally.means(),
                                mos_lower_better=DATASETS.get(c.dataset.name).info.mos_lower_better)
+        metrics.update(defense_measures(p.undefended.numpy(), attacked_t.numpy(), tally.similarity))
         if cert:
             metrics.update(certified(torch.cat(cert), attacked_t))
         flags = list(p.flags)
         if torch.equal(attacked_t, clean):
             flags.append("no-score-change")
         per_image = PerImage(names=test.names, mos=test.mos.tolist(), clean=clean.tolist(),
-                             attacked=attacked_t.tolist())
+                             attacked=attacked_t.tolist(),
+                             extra={"undefended": p.undefended.tolist(), "similarity": tally.similarity})
         profile.save()  # before the record, as the example: a record implies its files
         return Outcome(metrics, flags, per_image, linf, example.save(self.store, c.key, test.names, eps))
 

@@ -39,15 +39,15 @@ by scipy), and the gain is mean(Q(s*) - Q(s)) in MOS units, signed so that posit
 the predicted quality went up (on a DMOS scale, down). Where the fit does not converge it is
 NaN, never a substitute.
 
-Each of abs_gain, rel_gain, rel_gain_classic, R, mos_gain and clean SROCC comes with a 95%
+Each of abs_gain, rel_gain, rel_gain_classic, R, mos_gain, clean and attacked SROCC comes with a 95%
 bootstrap interval over the cell's images (`<key>_ci_lo`, `<key>_ci_hi`): BCa, 1000 resamples, a fixed seed, so
 that the same scores always give the same interval. The two distance scores take the
 delete-one jackknife's normal interval instead: a bootstrap resample repeats images, and
 repeated values shrink the within-sample spread that a distance between distributions
 subtracts, so resampled distances sit above the estimate (measured: an energy distance of
 0.138 on 30 images gave a percentile interval of [0.147, 0.174], and no BCa interval at
-all). Torch is imported only by
-`Fidelity`, so the site can use the formulas here without it.
+all). This module imports no torch (the images' fidelity is `bench.defense_measures`), so the
+site can use the formulas here without it.
 """
 
 from __future__ import annotations
@@ -65,8 +65,8 @@ if TYPE_CHECKING:
 
 # 2: MSU robustness score and bootstrap intervals; 3: correlations signed by the dataset's direction too;
 # 4: the gain in MOS units; 5: the MSU benchmark's other three (classic relative gain, Wasserstein and
-# energy-distance scores)
-MEASURES_VERSION = "5"
+# energy-distance scores); 6: the defenses benchmark's robust gain and purified similarity, attacked SROCC's interval
+MEASURES_VERSION = "6"
 CI_LEVEL = 0.95
 CI_RESAMPLES = 1000  # ~1 ms per mean and ~10 ms per SROCC interval at 64 images
 CI_SEED = 0
@@ -227,25 +227,6 @@ def jackknife_ci(data: tuple[np.ndarray, ...], statistic: Callable[..., np.ndarr
     return est - z * se, est + z * se
 
 
-class Fidelity:
-    """PSNR and SSIM of attacked against clean images (pyiqa's implementations)."""
-
-    def __init__(self) -> None:
-        import pyiqa
-
-        self.psnr = pyiqa.create_metric("psnr", device="cpu")
-        self.ssim = pyiqa.create_metric("ssim", device="cpu")
-
-    def __call__(self, attacked: Tensor, clean: Tensor) -> tuple[float, float]:
-        import torch
-
-        with torch.no_grad():
-            a, c = attacked.cpu().float(), clean.cpu().float()
-            psnr = self.psnr(a, c).reshape(-1)
-            psnr = torch.where(torch.isinf(psnr), torch.full_like(psnr, 100.0), psnr)  # identical: cap
-            return float(psnr.mean()), float(self.ssim(a, c).reshape(-1).mean())
-
-
 def cell_metrics(
     mos: np.ndarray, clean: np.ndarray, attacked: np.ndarray, lower_better: bool, psnr: float, ssim: float,
     *, mos_lower_better: bool,
@@ -267,12 +248,10 @@ def cell_metrics(
     for k, distance in DISTANCES.items():
         out[k] = float(distance(fc, fa))
         out[f"{k}_ci_lo"], out[f"{k}_ci_hi"] = jackknife_ci((fc, fa), distance)
-    if math.isnan(s_c):
-        out["srocc_clean_ci_lo"] = out["srocc_clean_ci_hi"] = math.nan
-    else:
-        sign = agreement_sign(lower_better, mos_lower_better)
-        lo, hi = bootstrap_ci((clean, mos), _srocc)
-        out["srocc_clean_ci_lo"], out["srocc_clean_ci_hi"] = sorted((sign * lo, sign * hi))
+    sign = agreement_sign(lower_better, mos_lower_better)
+    for key, scores, s in (("srocc_clean", clean, s_c), ("srocc_attacked", attacked, s_a)):
+        lo, hi = (math.nan, math.nan) if math.isnan(s) else bootstrap_ci((scores, mos), _srocc)
+        out[f"{key}_ci_lo"], out[f"{key}_ci_hi"] = sorted((sign * lo, sign * hi))
     return out
 
 

@@ -15,15 +15,13 @@ import typing
 from dataclasses import MISSING, dataclass, field, fields
 from typing import Any
 
-# 1: `data` held the test split's notes flat (later: {"test", "train"}); early records lack
-#    parts (example, view, data); nothing was checked on write
+# 1: `data` held the test split's notes flat; early records lack parts; nothing was checked on write
 # 2: `data` is {"test": notes, "train": notes} or {}; every record is checked on write
 SCHEMA = 2
 
 JSON = dict[str, Any]
 STATUSES = ("ok", "error", "skipped")
-# The message of a cell skipped by `bench run --skip-missing` because a weights file or a data
-# root was not here: the next run computes it again (other skipped cells stay as they are).
+# A cell skipped by `bench run --skip-missing` (weights or data root not here): the next run computes it again.
 SKIPPED_MISSING = "missing here: "
 
 
@@ -172,7 +170,8 @@ class Example(Part):
 
 @dataclass
 class PerImage(Part):
-    """`per_image`: each test image's name, MOS, clean and attacked score."""
+    """`per_image`: each test image's name, MOS, clean and attacked score (measures 6 on, in `extra`: the undefended
+    model's clean score `undefended`, the purified image's `similarity`; bench.defense_measures)."""
 
     names: list[str]
     mos: list[float]
@@ -258,17 +257,17 @@ def upgrade(record: JSON) -> JSON:
 
 # ----------------------------------------------------------------------------- the flat table
 IDENTITY = tuple(f.name for f in fields(CellRef) if f.name != "extra")  # model, defense, attack, eps, dataset
-# every measure an ok cell has, in export order; NaN where a cell has none
-MEASURES = (
+MEASURES = (  # every measure an ok cell has, in export order; NaN where a cell has none
     "srocc_clean", "srocc_attacked", "plcc_clean", "plcc_attacked", "abs_gain", "rel_gain", "robustness_score",
     "psnr", "ssim", "seconds", "srocc_clean_ci_lo", "srocc_clean_ci_hi", "abs_gain_ci_lo", "abs_gain_ci_hi",
     "rel_gain_ci_lo", "rel_gain_ci_hi", "robustness_score_ci_lo", "robustness_score_ci_hi",
 )
 # measures some cells have: the group's shared set-up time, the L-inf distance used, what a certified defense
-# guarantees (bench.executor), the gain in MOS units (measures 4 on), the MSU benchmark's other three (5 on)
+# guarantees, the gain in MOS units (measures 4 on), the MSU benchmark's other three (5 on), the defenses benchmark's two (6)
 OTHER_MEASURES = ("setup_seconds", "linf", "cert_vacuous", "cert_lo_mean", "cert_hi_mean", "cert_width_mean",
-                  "cert_attacked_inside", *(f"{m}{end}" for m in ("mos_gain", "rel_gain_classic", "wasserstein_score",
-                                                                  "energy_score") for end in ("", "_ci_lo", "_ci_hi")))
+                  "cert_attacked_inside", "srocc_attacked_ci_lo", "srocc_attacked_ci_hi",
+                  *(f"{m}{end}" for m in ("mos_gain", "rel_gain_classic", "wasserstein_score", "energy_score",
+                                          "robust_gain", "purified_similarity") for end in ("", "_ci_lo", "_ci_hi")))
 EXPORT_COLUMNS = [*IDENTITY, "status", "n_images", *MEASURES]
 COMPONENTS = ("model", "defense", "attack", "dataset")
 PROVENANCE = ("bench", "torch", "pyiqa", "torchattacks", "python", "git_commit", "seed", "matrix",

@@ -29,9 +29,13 @@ EPS = 4 / 255
 FAST = {  # fewer iterations than the standard suite: the toy model needs no more
     "fgsm": {}, "std-fgsm": {}, "i-fgsm": {"steps": 5}, "pgd": {"steps": 5}, "mi-fgsm": {"steps": 5}, "apgd": {"steps": 10},
     "korhonen": {"steps": 10}, "uap": {"epochs": 10, "batch_size": 8}, "perceptual": {"steps": 5},
-    "square": {"n_queries": 100},
+    "square": {"n_queries": 100}, "cumulative-uap": {"epochs": 5}, "generative-uap": {"epochs": 5, "batch_size": 8},
+    "ami-fgsm": {"steps": 3}, "ioi": {}, "madc": {"steps": 5, "alpha": 2.0}, "one-pixel": {"steps": 3, "popsize": 10},
+    "parsimonious": {"max_queries": 100},
 }
-GRADIENT_ATTACKS = [n for n in FAST if n != "square"]
+BLACKBOX = ["square", "one-pixel", "parsimonious"]  # score queries only (needs_gradients=False)
+UNIVERSAL = ("uap", "cumulative-uap", "generative-uap")  # one pattern learnt from train images
+GRADIENT_ATTACKS = [n for n in FAST if n not in BLACKBOX]
 
 
 class TinyNet(IQAModel):
@@ -91,6 +95,19 @@ class LinearNet(TinyNet):
         self.net = nn.Sequential(self.net[0], self.net[2])
 
 
+class PixelLinear(TinyNet):
+    """A linear score with a fixed random weight per pixel and channel: its gradient is a
+    pattern spread over all frequencies, not one constant per channel like LinearNet's."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.w = nn.Parameter(torch.randn(1, 3, 24, 24, generator=torch.Generator().manual_seed(3)),
+                              requires_grad=False)
+
+    def forward(self, x):
+        return (self.w * x).mean(dim=(1, 2, 3))
+
+
 def images(n: int = 4, size: int = 24, seed: int = 1) -> torch.Tensor:
     return torch.rand(n, 3, size, size, generator=torch.Generator().manual_seed(seed))
 
@@ -114,7 +131,7 @@ def test_every_attack_is_registered_with_its_metadata_and_documented():
         assert "Threat model: L-inf" in doc, name
         for param, default in cls.defaults.items():  # every argument with its default
             assert f"{param}={default}" in doc, (name, param)
-    assert [n for n in FAST if not ATTACKS.get(n).info.needs_gradients] == ["square"]
+    assert [n for n in FAST if not ATTACKS.get(n).info.needs_gradients] == BLACKBOX
 
 
 # ----------------------------------------------------------------------------- direction and budget
@@ -146,10 +163,11 @@ def test_perceptual_attack_keeps_ssim_above_its_bound():
             assert (model(x_adv) > model(x)).all()
 
 
-def test_uap_is_one_pattern_learnt_from_train_images_and_tiled_to_other_sizes():
+@pytest.mark.parametrize("name", UNIVERSAL)
+def test_uap_is_one_pattern_learnt_from_train_images_and_tiled_to_other_sizes(name):
     model = tiny(False)
-    uap = create_attack("uap", **FAST["uap"])
-    with pytest.raises(RuntimeError, match="attack 'uap' has no trained perturbation: call prepare"):
+    uap = create_attack(name, **FAST[name])
+    with pytest.raises(RuntimeError, match=f"attack '{name}' has no trained perturbation: call prepare"):
         uap(model, images(), EPS, False)
     torch.manual_seed(0)
     uap.prepare(model, images(32, 24, seed=7), EPS, False)
@@ -157,7 +175,8 @@ def test_uap_is_one_pattern_learnt_from_train_images_and_tiled_to_other_sizes():
     delta = uap(model, x, EPS, False) - x
     assert torch.allclose(delta, delta[:1].expand_as(delta), atol=1e-6)  # the same for every image
     assert torch.allclose(delta[..., 24:40, 24:40], delta[..., :16, :16], atol=1e-6)  # tiled, not resized
-    assert delta.abs().max() > 0.5 * EPS
+    # a generator's tanh output, 20 Adam steps at the paper's lr from its initialisation, stays inside the bound
+    assert delta.abs().max() > (0.1 if name == "generative-uap" else 0.5) * EPS
 
 
 def test_square_needs_no_gradient_and_gets_through_a_zero_gradient_defense():
@@ -167,6 +186,79 @@ def test_square_needs_no_gradient_and_gets_through_a_zero_gradient_defense():
     x_adv = run_attack("square", defended, x, 16 / 255, False, n_queries=150)
     with torch.no_grad():
         assert (defended(x_adv) > defended(x)).all()
+
+
+def test_ioi_is_one_gradient_evaluation_kept_off_flat_regions_within_budget():
+    model, calls = tiny(False), []
+
+    def score(z):
+        calls.append(z.requires_grad)
+        return model(z)
+
+    x = images(4, 32)
+    x[..., :16] = 0.5  # the left half flat: no texture to hide a perturbation in
+    attack, eps = create_attack("ioi"), 8 / 255
+    delta = attack.perturb(score, x, eps) - x  # perturb itself, before the base class's clipping
+    assert calls == [True]  # one evaluation, with its gradient
+    assert delta.abs().max() <= eps + 1e-7 and (x + delta).min() >= 0 and (x + delta).max() <= 1
+    assert delta[..., :14].abs().max() == 0 and delta[..., 18:].abs().max() > eps / 4
+    with torch.no_grad():
+        assert (model(x + delta) > model(x)).all()
+
+
+def test_ioi_with_eot_gets_through_a_randomized_defense():
+    """As test_eot_defeats_a_randomized_defense_..., on PixelLinear with 128 draws: LinearNet's gradient is one constant
+    per channel, which IOI's frequency module removes by design (it is the image's mean, its
+    dominant frequency); and IOI's single step rests on one EOT estimate, whose sign is wrong
+    for an image with at most 5 plain draws among 32 (P = 0.05), at most 21 among 128 (0.0003)."""
+    model = PixelLinear().eval()
+    defended = DefendedModel(model, Decoy())
+    x = images(8, 24) * 0.5 + 0.25
+    plain = run_attack("ioi", defended, x, 8 / 255, False)
+    adaptive = run_attack("ioi", AttackView(defended, eot_samples=128), x, 8 / 255, False)
+    with torch.no_grad():
+        def mean_score(z):
+            return 0.3 * model(z) + 0.7 * model(0.5 - 0.2 * (z - 0.5))
+
+        gain_plain, gain_eot = mean_score(plain) - mean_score(x), mean_score(adaptive) - mean_score(x)
+    assert (gain_eot > 0).all() and gain_eot.mean() > gain_plain.mean() + 0.5 * gain_eot.mean(), (gain_plain, gain_eot)
+
+
+def test_madc_holds_the_rmse_to_the_clean_image_within_its_bound():
+    from bench.attacks.madc import rmse
+
+    model, x, eps, bound = tiny(False), images(4, 24), 16 / 255, 2.0
+    assert (rmse(run_attack("pgd", model, x, eps, False), x) > bound / 255).all()  # the bound binds
+    x_adv = create_attack("madc", steps=10, alpha=2.0, rmse_bound=bound).perturb(model, x, eps)
+    assert (rmse(x_adv, x) <= bound / 255 + 1e-7).all() and (x_adv - x).abs().max() <= eps + 1e-7
+    with torch.no_grad():
+        assert (model(x_adv) > model(x)).all()
+
+
+def test_one_pixel_moves_at_most_its_pixels_each_by_at_most_eps():
+    model, x, eps = tiny(False), images(3, 16), 8 / 255
+    torch.manual_seed(0)
+    x_adv = create_attack("one-pixel", pixels=2, steps=3, popsize=20).perturb(model, x, eps)
+    moved = ((x_adv - x).abs().amax(1) > 0).flatten(1).sum(1)  # pixel locations changed, per image
+    assert (moved >= 1).all() and (moved <= 2).all() and (x_adv - x).abs().max() <= eps + 1e-6
+    with torch.no_grad():
+        assert (model(x_adv) > model(x)).all()
+
+
+def test_parsimonious_spends_exactly_its_queries_and_returns_vertices_of_the_ball():
+    model, x, eps, seen = tiny(False), images(4, 24), 4 / 255, []
+
+    def score(z):
+        seen.append(len(z))
+        return model(z)
+
+    torch.manual_seed(0)
+    x_adv = create_attack("parsimonious", max_queries=100).perturb(score, x, eps)
+    assert sum(seen) == 4 * 100  # every evaluation counted, the clean one included
+    d = (x_adv - x).abs()
+    assert (((d - eps).abs() < 1e-6) | (x_adv == 0) | (x_adv == 1)).all()  # +-eps everywhere (or clipped)
+    with torch.no_grad():
+        assert (model(x_adv) > model(x)).all()
 
 
 # ----------------------------------------------------------------------------- adaptive views
@@ -186,14 +278,16 @@ def test_bpda_defeats_a_non_differentiable_defense_that_fools_the_plain_attack(n
     # blind: nothing moves, or only what a random start moved by chance
     assert (gain_bpda > 0).all() and gain_bpda.mean() > gain_plain.mean() + 0.5 * gain_bpda.mean(), (
         gain_plain, gain_bpda)
-    if name not in ("pgd", "apgd", "std-fgsm"):  # no random step: exactly nothing moved
+    # no random step (generative-uap starts from its untrained generator's pattern): exactly nothing moved
+    if name not in ("pgd", "apgd", "std-fgsm", "generative-uap"):
         assert gain_plain.abs().max() < 1e-7, gain_plain
 
 
-# UAP is left out: training one pattern with Adam over many batches already averages the
-# gradient over draws (stochastic gradient ascent on the expectation), so the plain
-# attack is not fooled in the first place; EOT changes nothing measurable there.
-@pytest.mark.parametrize("name", [n for n in GRADIENT_ATTACKS if n != "uap"])
+# The universal attacks are left out: training one pattern over many batches already averages
+# the gradient over draws (stochastic gradient ascent on the expectation), so the plain
+# attack is not fooled in the first place; EOT changes nothing measurable there. IOI has its
+# own test (test_ioi_with_eot_gets_through_a_randomized_defense, which says why).
+@pytest.mark.parametrize("name", [n for n in GRADIENT_ATTACKS if n not in UNIVERSAL and n != "ioi"])
 def test_eot_defeats_a_randomized_defense_that_fools_the_plain_attack(name):
     model, defense = LinearNet().eval(), Decoy()
     defended = DefendedModel(model, defense)
@@ -408,7 +502,7 @@ def test_eps_in_the_wrong_unit_names_the_attack_and_the_fix(tmp_path, unit, eps,
 # ----------------------------------------------------------------------------- the standard suite
 def test_standard_suite_has_every_attack_at_fixed_budgets_and_full_runs_it():
     standard = load_matrix("standard")
-    assert standard.suite == "standard-v2"
+    assert standard.suite == "standard-v3"
     assert {a.name: eps for a, eps in standard.attacks} == {n: [2.0, 4.0, 8.0] for n in ATTACKS.names()
                                                             if ATTACKS.origin(n).startswith("bench.attacks")}
     for a, _ in standard.attacks:  # every parameter written out: a changed default cannot change the suite

@@ -27,7 +27,8 @@ from bench.workbench import StageError, Workbench
 load_plugins()  # every built-in defense registered, as the runner sees them
 
 PURIFICATIONS = ["jpeg", "gaussian-blur", "median-blur", "bit-depth", "resize", "random-crop", "random-rotate",
-                 "random-flip", "random-noise"]
+                 "random-flip", "random-noise",
+                 "diff-jpeg", "unsharp", "upscale", "color-quantization", "flip"]  # baselines/compression, spatial
 TRAINING = ["adv-train", "nt"]
 
 

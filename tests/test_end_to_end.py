@@ -9,6 +9,7 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from conftest import write_matrix
@@ -70,6 +71,23 @@ def test_attack_raises_the_undefended_score_within_budget(run_dir):
     # a bigger budget buys a bigger gain for PGD on the learned model
     cnn = undefended[undefended.model == "cnniqa"].set_index("eps").abs_gain
     assert cnn[8.0] > cnn[4.0]
+
+
+def test_defenses_benchmark_measures_read_the_undefended_model_and_the_purified_image(run_dir):
+    d, _, _ = run_dir
+    recs = {(r["cell"]["model"], r["cell"]["defense"], r["cell"]["attack"], r["cell"]["eps"]): r
+            for r in ResultsStore(d / "results").records()}
+    for (model, defense, attack, eps), r in recs.items():
+        m, p = r["metrics"], r["per_image"]
+        # the undefended scores are the base model's clean scores, whatever the defense
+        assert p["undefended"] == recs[(model, "none", attack, eps)]["per_image"]["clean"]
+        u, a = np.array(p["undefended"]), np.array(p["attacked"])
+        assert m["robust_gain"] == pytest.approx(np.mean(np.abs(u - a)) / (u.max() - u.min()))
+        assert m["robust_gain_ci_lo"] <= m["robust_gain"] <= m["robust_gain_ci_hi"]
+        if defense == "none":  # no purification: the similarity is the attack's own SSIM + PSNR / 40
+            assert m["purified_similarity"] == pytest.approx(m["ssim"] + m["psnr"] / 40)
+        else:  # the model sees the JPEG of the attacked image, further from the clean one than it
+            assert m["purified_similarity"] < recs[(model, "none", attack, eps)]["metrics"]["purified_similarity"]
 
 
 def test_records_carry_provenance_and_views(run_dir):
@@ -152,6 +170,18 @@ def test_site_is_rendered(run_dir):
     assert assets == [f"assets/{k}/{role}.png" for k in keys for role in ("attacked", "clean", "perturbation")]
     by_key = {r["key"]: r["cell"]["defense"] for r in ResultsStore(d / "results").records()}
     assert sorted(by_key[k] for k in keys) == ["jpeg", "none"]
+
+
+def test_index_lists_each_attack_with_its_reference_and_parameters(run_dir):
+    from bench.api import ATTACKS
+
+    html = (run_dir[0] / "site" / "index.html").read_text()
+    section = html[html.index('<section id="attacks">'):]
+    section = section[:section.index("</section>")]
+    for name in ("fgsm", "pgd"):
+        info = ATTACKS.get(name).info
+        assert f"<td>{name}</td>" in section and f'href="{info.reference}"' in section, name
+    assert "<code>alpha=1.0, random_start=true, steps=3</code>" in section  # pgd's parameters, as run
 
 
 def test_model_weights_are_traceable_from_record_csv_and_page(run_dir):

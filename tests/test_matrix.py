@@ -138,7 +138,7 @@ def test_builtin_matrices_name_todays_claim_roles():
     assert quick["rivals"] == full["rivals"] == ["none", "adv-train"]
     assert full["controls"] == ["ortho", "ortho+act", "act", "prune", "finetune-only", "nt"]
     assert quick["reference"] == full["reference"] == standard["reference"] == "none"
-    assert quick["suite"] == full["suite"] == standard["suite"] == "standard-v2"
+    assert quick["suite"] == full["suite"] == standard["suite"] == "standard-v3"
     assert standard["method"] == []  # the standard suite tests no method: only the reference and the suite
 
 
@@ -146,12 +146,12 @@ def test_claim_roles_are_checked_one_line_each(tmp_path):
     ok = write_matrix(tmp_path / "ok.toml", extra_defenses='"ortho+act+prune" = {}\n"adv-train" = {}')
     plain = {c.key for c in load_matrix(str(ok)).cells()}
     good = ok.read_text() + ('\n[claim]\nmethod = ["ortho+act+prune", "jpeg"]\nrivals = ["none", "adv-train"]\n'
-                             'reference = "none"\nlabels = { "adv-train" = "adversarial training" }\nsuite = "standard-v2"\n')
+                             'reference = "none"\nlabels = { "adv-train" = "adversarial training" }\nsuite = "standard-v3"\n')
     f = tmp_path / "claim.toml"
     f.write_text(good)
     m = load_matrix(str(f))
     assert m.claim == {"method": ["ortho+act+prune", "jpeg"], "rivals": ["none", "adv-train"], "reference": "none",
-                       "suite": "standard-v2", "labels": {"adv-train": "adversarial training"}}
+                       "suite": "standard-v3", "labels": {"adv-train": "adversarial training"}}
     assert {c.key for c in m.cells()} == plain  # roles change no cell key
     bad = [
         ('method = ["ortho+act+prune", "jpeg"]', 'method = "ortho"',
@@ -163,7 +163,7 @@ def test_claim_roles_are_checked_one_line_each(tmp_path):
         ('rivals = ["none", "adv-train"]', 'rivals = ["none", "none"]', "field 'claim.rivals' names 'none' twice"),
         ('reference = "none"', 'reference = "jpeg"', "'claim.method' names too"),
         ('reference = "none"', 'reference = 3', "field 'claim.reference' must be a defense's name (the undefended reference for clean loss), got 3"),
-        ('suite = "standard-v2"', 'suits = "standard-v2"', "unknown field 'claim.suits' (allowed: method, rivals"),
+        ('suite = "standard-v3"', 'suits = "standard-v3"', "unknown field 'claim.suits' (allowed: method, rivals"),
         ('labels = { "adv-train" = "adversarial training" }', 'labels = { piqe = "a model" }',
          "field 'claim.labels.piqe' labels a defense with no role"),
         ('method = ["ortho+act+prune", "jpeg"]', 'method = []', "field 'claim.method' must be"),

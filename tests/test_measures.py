@@ -183,3 +183,25 @@ def test_distance_intervals_contain_their_estimate_where_a_bootstrap_is_biased_a
     m = cell_metrics(clean, clean, attacked, False, 30.0, 0.9, mos_lower_better=False)
     for k in ("wasserstein_score", "energy_score"):
         assert m[f"{k}_ci_lo"] < m[k] < m[f"{k}_ci_hi"], (k, m[f"{k}_ci_lo"], m[k], m[f"{k}_ci_hi"])
+
+
+def test_defenses_benchmark_measures_match_a_hand_computation() -> None:
+    from bench.defense_measures import defense_measures
+
+    undefended, attacked = np.array([1.0, 3.0, 5.0]), np.array([2.0, 3.0, 3.0])  # range 4
+    similarity = np.array([1.5, 2.0, 2.5])
+    m = defense_measures(undefended, attacked, similarity)
+    assert m["robust_gain"] == pytest.approx((1 / 4 + 0 + 2 / 4) / 3)
+    assert m["purified_similarity"] == pytest.approx(2.0)
+    for k in ("robust_gain", "purified_similarity"):
+        assert m[f"{k}_ci_lo"] <= m[k] <= m[f"{k}_ci_hi"]
+    flat = defense_measures(np.ones(3), attacked, similarity)  # a constant undefended model cannot be scaled
+    assert math.isnan(flat["robust_gain"]) and math.isnan(flat["robust_gain_ci_lo"])
+
+
+def test_attacked_srocc_has_its_interval_signed_like_the_estimate() -> None:
+    attacked = np.array([5.0, 3.0, 1.0, 7.0, 9.0, 2.0, 10.0, 6.0, 8.0, 4.0])  # the attack scrambled the ranking
+    for mos_lower in (False, True):
+        m = cell_metrics(MOS, CLEAN, attacked, False, 30.0, 0.9, mos_lower_better=mos_lower)
+        assert m["srocc_attacked_ci_lo"] < m["srocc_attacked"] < m["srocc_attacked_ci_hi"]
+        assert np.sign(m["srocc_attacked"]) == (-1 if mos_lower else 1)

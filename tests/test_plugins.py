@@ -178,10 +178,12 @@ def test_missing_plugin_file_is_a_clear_error(tmp_path, capsys):
 
 BUILTIN = {
     "models": ["brisque", "brisque-live-libsvm", "cnniqa", "niqe", "piqe", "resnet18_iqa", "wadiqam_nr"],
-    "attacks": ["apgd", "fgsm", "i-fgsm", "korhonen", "mi-fgsm", "perceptual", "pgd", "square", "uap"],
-    "defenses": ["act", "adv-train", "bit-depth", "finetune-only", "gaussian-blur", "jpeg", "median-blur", "none",
+    "attacks": ["ami-fgsm", "apgd", "cumulative-uap", "fgsm", "generative-uap", "i-fgsm", "ioi", "korhonen", "madc",
+                "mi-fgsm", "one-pixel", "parsimonious", "perceptual", "pgd", "square", "std-fgsm", "uap"],
+    "defenses": ["act", "adv-train", "bit-depth", "color-quantization", "denoised-smoothing", "diff-jpeg", "dncnn",
+                 "finetune-only", "flip", "gaussian-blur", "jpeg", "mean-smoothing", "median-blur", "none",
                  "nt", "ortho", "ortho+act", "ortho+act+prune", "ortho+act+prune-l2", "prune", "random-crop",
-                 "random-flip", "random-noise", "random-rotate", "randomized-smoothing", "resize"],
+                 "random-flip", "random-noise", "random-rotate", "randomized-smoothing", "resize", "unsharp", "upscale"],
     "datasets": ["csiq", "embedded", "kadid10k", "koniq10k", "live", "livec", "pipal", "spaq", "tid2013"],
     "matrices": ["full", "paper", "quick", "standard"],
 }

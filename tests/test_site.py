@@ -616,7 +616,7 @@ def test_the_site_code_names_no_component_or_suite() -> None:
         for suite in (raw.get("suite"), raw.get("claim", {}).get("suite")):
             if suite:
                 names.setdefault(suite, f"suite of {matrix.name}")
-    assert {"none", "ortho+act+prune", "adv-train", "nt", "standard-v2"} <= set(names)
+    assert {"none", "ortho+act+prune", "adv-train", "nt", "standard-v3"} <= set(names)
     site = ROOT / "bench" / "leaderboard"
     found = []
     for path in sorted(site.rglob("*.py")):
@@ -649,9 +649,9 @@ def test_every_measure_is_explained_in_one_line_on_the_pages_with_cells(site: Pa
     out = site.parent
     explained = [c for c in CELL_COLUMNS if c.title]
     keys = {c.key for c in explained}
-    # the MSU robustness benchmark's six measures and the MOS-unit gain, each with its line
+    # the MSU robustness benchmark's six measures, the MOS-unit gain and the defenses benchmark's, each with its line
     assert {"abs_gain", "rel_gain", "rel_gain_classic", "robustness_score", "wasserstein_score", "energy_score",
-            "mos_gain"} <= keys
+            "mos_gain", "robust_gain", "purified_similarity", "srocc_clean", "srocc_attacked", "psnr", "ssim"} <= keys
     defense_page = next(p for p in pages(out) if p.name.startswith("defense-"))
     for page in (out / "index.html", defense_page):
         html = page.read_text()

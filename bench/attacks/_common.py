@@ -26,3 +26,15 @@ class BestPoint:
         self.x[better] = x.detach()[better]
         self.value[better] = value.detach()[better]
         return better
+
+
+def value_and_grad(objective, x: Tensor) -> tuple[Tensor, Tensor]:
+    """Per image, the objective at x (detached) and its input gradient, non-finite entries
+    zeroed; a zero gradient where the objective has no graph at all (a constant view), so
+    that such an image simply does not move (the runner's zero-gradient flag reports it)."""
+    z = x.detach().clone().requires_grad_(True)
+    value = objective(z)
+    if not value.requires_grad:
+        return value.detach(), torch.zeros_like(z)
+    (grad,) = torch.autograd.grad(value.sum(), z)
+    return value.detach(), torch.nan_to_num(grad, 0.0, 0.0, 0.0)

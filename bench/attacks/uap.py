@@ -25,13 +25,7 @@ import torch
 from torch import Tensor
 
 from bench.api import Attack, AttackInfo, Field, Params, register_attack
-
-
-def tile_to(pattern: Tensor, h: int, w: int) -> Tensor:
-    """Repeat a (1, C, h0, w0) pattern to cover (h, w) and crop it there."""
-    ph, pw = pattern.shape[-2:]
-    reps = (-(-h // ph), -(-w // pw))
-    return pattern.repeat(1, 1, *reps)[..., :h, :w]
+from bench.attacks._universal import tile_to  # shared with cumulative-uap and generative-uap
 
 
 @register_attack

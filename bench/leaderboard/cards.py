@@ -90,6 +90,25 @@ def data_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
     return [rows[k] for k in sorted(rows)]
 
 
+def attack_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per attack in the records: its declared reference, threat model and description, each
+    parameter set it ran with, and how many cells it is behind (the site names no component:
+    everything here is what the records hold)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in records:
+        name, meta = str(r.get("cell", {}).get("attack", "")), r.get("meta", {}).get("attack") or {}
+        row = rows.setdefault(name, {"name": name, "reference": str(meta.get("reference") or ""),
+                                     "reference_url": external_url(str(meta.get("reference") or "")),
+                                     "norm": str(meta.get("norm") or ""), "description": str(meta.get("description") or ""),
+                                     "access": {True: "white-box", False: "black-box"}.get(meta.get("needs_gradients"), ""),
+                                     "params": set(), "n_cells": 0})
+        params = ((r.get("config") or {}).get("attack") or {}).get("params")
+        if isinstance(params, dict):
+            row["params"].add(", ".join(f"{k}={json.dumps(v, default=str)}" for k, v in sorted(params.items())))
+        row["n_cells"] += 1
+    return [{**row, "params": sorted(row["params"])} for _, row in sorted(rows.items())]
+
+
 def _count(v: Any) -> str:
     """A count as shown: the number, or an en dash where the dataset did not say."""
     return str(int(v)) if isinstance(v, (int, float)) and not isinstance(v, bool) else "\u2013"

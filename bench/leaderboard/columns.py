@@ -25,9 +25,12 @@ CELL_COLUMNS = [
     Column("model", "model", link="model"), Column("dataset", "dataset"), Column("defense", "defense", link="defense"),
     Column("defense_kind", "defense kind"), Column("attack", "attack"),
     Column("eps", "eps (/255)", "num"), Column("status", "status"), Column("n_images", "images", "num"),
-    Column("srocc_clean", "SROCC clean", "dec3", mos=True),
-    Column("srocc_attacked", "SROCC attacked", "dec3", mos=True),
-    Column("plcc_clean", "PLCC clean", "dec3", mos=True),
+    Column("srocc_clean", "SROCC clean", "dec3", mos=True, title="rank correlation of the defended model's clean "
+           "scores with the dataset's opinion scores, signed so that agreeing with the raters is positive"),
+    Column("srocc_attacked", "SROCC attacked", "dec3", mos=True, title="the same for its scores of the attacked "
+           "images: how much of the ranking the attack left"),
+    Column("plcc_clean", "PLCC clean", "dec3", mos=True, title="linear correlation of the clean scores with the "
+           "opinion scores, signed as SROCC"),
     Column("abs_gain", "abs gain", "dec3", title="normalised absolute gain: mean shift of the scores scaled by the "
            "cell's clean range, toward better; lower is more robust"),
     Column("rel_gain", "rel gain", "dec3", title="normalised relative gain: each scaled shift over (1 + scaled clean "
@@ -42,7 +45,12 @@ CELL_COLUMNS = [
            "score distributions, signed by the mean shift; nearer 0 is more robust"),
     Column("mos_gain", "MOS gain", "dec3", title="the score shift in the dataset's MOS units (each cell's scores "
            "mapped to MOS by a logistic fitted on its clean scores); positive: predicted quality went up"),
-    Column("psnr", "PSNR", "dec3"), Column("ssim", "SSIM", "dec3"),
+    Column("robust_gain", "robust gain", "dec3", title="defenses benchmark: |undefended clean score - defended "
+           "attacked score| over the undefended clean range, averaged; lower: the defense restored the score"),
+    Column("purified_similarity", "purified sim.", "dec3", title="SSIM + PSNR/40 of the image the model scores "
+           "(the defense's purified attacked image) against the clean one; higher is closer"),
+    Column("psnr", "PSNR", "dec3", title="PSNR of the attacked image against the clean one, dB (identical: 100)"),
+    Column("ssim", "SSIM", "dec3", title="SSIM of the attacked image against the clean one"),
     Column("flags", "flags"), Column("attack_view", "attack view"), Column("message", "message"),
 ]
 

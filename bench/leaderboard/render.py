@@ -97,7 +97,7 @@ class _Site:
                    filters=tables.filters(self.df), board_columns=columns, board_json=_script_json(board),
                    all_attacks=agg.ALL_ATTACKS, cell_columns=tables.CELL_COLUMNS, cells_json=_script_json(cells),
                    plot=plot, clean_loss=agg.CLEAN_LOSS,
-                   data_rows=cards.data_rows(self.by_key.values()))
+                   data_rows=cards.data_rows(self.by_key.values()), attack_rows=cards.attack_rows(self.by_key.values()))
 
     def _comparison(self, page: str, groups: list[dict[str, Any]], rows: pd.DataFrame, title: str,
                     plot_df: pd.DataFrame, panel: list[str], **ctx: Any) -> None:

@@ -24,6 +24,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as scipy_stats
 
+from bench.defense_measures import robust_gain_per_image
 from bench.measures import (
     CI_LEVEL,
     CI_RESAMPLES,
@@ -37,9 +38,10 @@ from bench.measures import (
 from bench.record import digest
 
 # the measures read per image, and how each image's value is computed from a record
-GAINS = ("abs_gain", "rel_gain", "rel_gain_classic", "robustness_score", "mos_gain")
+GAINS = ("abs_gain", "rel_gain", "rel_gain_classic", "robustness_score", "mos_gain", "robust_gain",
+         "purified_similarity")
 # measured on a seed's whole (clean, attacked) sample, not as a mean over images
-PAIRED = (*DISTANCES, "srocc_clean")
+PAIRED = (*DISTANCES, "srocc_clean", "srocc_attacked")
 SEED_COLUMNS = ["n_seeds", "seeds", *(f"{m}_seed_sd" for m in (*GAINS, *PAIRED)), "abs_gain_per_seed"]
 
 
@@ -53,7 +55,11 @@ def _vectors(rec: Mapping[str, Any]) -> dict[str, np.ndarray] | None:
     mos_lower = bool(rec.get("meta", {}).get("dataset", {}).get("mos_lower_better"))
     out = dict(per_image(clean, attacked, lower))
     out["mos_gain"] = mos_shift(clean, attacked, mos, mos_lower)
-    out["_clean"], out["_mos"], out["_sign"] = clean, mos, np.array(agreement_sign(lower, mos_lower))
+    nan = np.full(len(clean), math.nan)  # records of measures 5 and before lack the defenses benchmark's two
+    out["robust_gain"] = robust_gain_per_image(np.asarray(p["undefended"]), attacked) if p.get("undefended") else nan
+    out["purified_similarity"] = np.asarray(p["similarity"], dtype=float) if p.get("similarity") else nan
+    out["_clean"], out["_attacked"], out["_mos"] = clean, attacked, mos
+    out["_sign"] = np.array(agreement_sign(lower, mos_lower))
     return out
 
 
@@ -145,12 +151,13 @@ def _merge(g: pd.DataFrame, by_key: Mapping[str, Mapping[str, Any]]) -> dict[str
         if m in g.columns:
             row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = t_interval(g[m].to_numpy(dtype=float))
     if any(v is None for v in vectors):  # no per-image scores: no interval can cover images
-        for m in (*GAINS, "srocc_clean"):
+        for m in (*GAINS, "srocc_clean", "srocc_attacked"):
             row[f"{m}_ci_lo"] = row[f"{m}_ci_hi"] = math.nan
         return row
     for m in GAINS:
         row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = two_level_ci([v[m] for v in vectors], lambda x: x.mean(axis=-1))
     sign = float(vectors[0]["_sign"])
-    lo, hi = two_level_ci([(v["_clean"], v["_mos"]) for v in vectors], _srocc)
-    row["srocc_clean_ci_lo"], row["srocc_clean_ci_hi"] = sorted((sign * lo, sign * hi))
+    for m, scores in (("srocc_clean", "_clean"), ("srocc_attacked", "_attacked")):
+        lo, hi = two_level_ci([(v[scores], v["_mos"]) for v in vectors], _srocc)
+        row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = sorted((sign * lo, sign * hi))
     return row
