@@ -182,7 +182,8 @@ class Defense(Parametrized):
 
 # ----------------------------------------------------------------------------- attacks
 class Attack(Parametrized):
-    """An attack pushes scores in the model's "better" direction within an L-inf ball.
+    """An attack pushes scores in the model's "better" direction within an L-inf ball
+    (or, where `info.norm` is "flow", moving pixels by at most eps pixels).
 
     Subclasses implement `perturb(objective, x, eps)`, where `objective(x)` is, per
     image, the quantity to raise (the score, sign-flipped for lower-better models).
@@ -191,6 +192,9 @@ class Attack(Parametrized):
 
     info: ClassVar[AttackInfo]
     defaults: ClassVar[dict[str, Any]] = {}  # derived from `Params` where a attack declares it
+    # Flow attacks (info.norm == "flow") set it in `perturb`: the largest displacement they
+    # applied, in pixels; `__call__` and the runner check it against eps.
+    displacement: float | None = None
 
     def __init__(self, **params: Any) -> None:
         self.params = _checked("attack", type(self), params)
@@ -213,15 +217,23 @@ class Attack(Parametrized):
         self.fit(lambda z: sign * score(z), train, eps)
 
     def __call__(self, score: ScoreFn, x: Tensor, eps: float, lower_better: bool) -> Tensor:
-        if not 0 < eps <= 1:
-            raise ValueError(f"attack '{self.info.name}': eps {eps} must be in (0, 1] (image units)")
+        flow = self.info.norm == "flow"  # eps in pixels of displacement, not a ball around x
+        if not (0 < eps <= 1 or (flow and 0 < eps < float("inf"))):
+            raise ValueError(f"attack '{self.info.name}': eps {eps} must be in (0, 1] (image units)"
+                             if not flow else f"attack '{self.info.name}': eps {eps} px must be positive")
         sign = -1.0 if lower_better else 1.0
         x = x.detach()
 
         def objective(z: Tensor) -> Tensor:
             return sign * score(z)
 
+        self.displacement = None
         x_adv = self.perturb(objective, x, eps).detach()
+        if flow:  # its images cannot be projected onto a flow budget: the attack reports what it used
+            if self.displacement is None or not self.displacement <= eps + 1e-6:
+                raise ValueError(f"attack '{self.info.name}' left its budget: displacement {self.displacement} px "
+                                 f"> eps {eps} px (a flow attack sets `displacement` in perturb)")
+            return x_adv.clamp(0, 1)
         x_adv = torch.min(torch.max(x_adv, x - eps), x + eps).clamp(0, 1)
         return x_adv
 

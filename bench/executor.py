@@ -203,18 +203,17 @@ class Executor:
         """Attack the test split batch by batch: images are never all in memory, and each
         batch is attacked, scored and measured before the next is loaded."""
         test, defended, view, clean = p.test, p.defended, p.view, p.clean
-        lower_better = defended.model.info.lower_better
-        bs, dev = self.matrix.batch_size, self.bench(c).device
+        lower_better, bs, dev = defended.model.info.lower_better, self.matrix.batch_size, self.bench(c).device
         attack = ATTACKS.create(c.attack.name, **c.attack.params)
         torch.manual_seed((c.seed * 1_000_003 + int(c.key[:8], 16)) % 2**63)
-        eps = c.eps / 255
+        flow = attack.info.norm == "flow"  # eps: the largest displacement in pixels (no L-inf ball, no certificate)
+        eps = c.eps if flow else c.eps / 255
         if attack.learns():
             train = self.bench(c).train_split(c.dataset)
             with stage("attack", c.attack.name):
                 attack.prepare(view, OnDevice(train.images, dev), eps, lower_better)
-        if self._fidelity is None:
-            self._fidelity = Fidelity()
-        attacked, linf, cert, tally = [], 0.0, [], FidelityTally(self._fidelity)
+        self._fidelity = self._fidelity or Fidelity()  # built once: it loads SSIM's and PSNR's metrics
+        attacked, linf, used, cert, tally = [], 0.0, 0.0, [], FidelityTally(self._fidelity)
         example = ExampleImage(clean, lower_better)
         profile = p.profile.cell(c) if p.profile else NoProfile()
         for i in range(0, len(test), bs):
@@ -222,13 +221,14 @@ class Executor:
             with stage("attack", c.attack.name), self._model_time():
                 adv = attack(view, xb.to(dev), eps, lower_better).cpu()
             linf = max(linf, float((adv - xb).abs().max()))
-            if linf > eps + 1e-6:
-                raise StageError(f"attack '{c.attack.name}' left its budget: L-inf {linf:.5f} > eps {eps:.5f}")
+            used = max(used, attack.displacement if flow else linf)  # the attack's own unit: px or image units
+            if used > eps + 1e-6:
+                raise StageError(f"attack '{c.attack.name}' left its budget: {attack.info.norm} {used:.5g} > {eps:.5g}")
             with stage("defense", c.defense.name), self._model_time():
                 with profile.scoring(xb.to(dev), adv.to(dev), i):  # the profile reads this pass's layers
                     scores = score_batched(defended, adv, bs, dev)
                 check_finite(scores, f"model '{c.model.name}' behind defense '{c.defense.name}' on attacked images")
-                bounds = defended.defense.certify(defended.model, xb.to(dev), eps)
+                bounds = None if flow else defended.defense.certify(defended.model, xb.to(dev), eps)  # L-inf only
             if bounds is not None:
                 cert.append(bounds.detach().reshape(-1, 2).float().cpu())
             with self._model_time():  # forward passes: not the runner's overhead (bench perf)
@@ -250,14 +250,14 @@ class Executor:
                              attacked=attacked_t.tolist(),
                              extra={"undefended": p.undefended.tolist(), "similarity": tally.similarity})
         profile.save()  # before the record, as the example: a record implies its files
-        return Outcome(metrics, flags, per_image, linf, example.save(self.store, c.key, test.names, eps))
+        shown = max(linf, 1 / 255) if flow else eps  # the example amplifies the change by 1 / (2 shown)
+        return Outcome(metrics, flags, per_image, linf, example.save(self.store, c.key, test.names, shown))
 
     # ------------------------------------------------------------------ records
     def _record(self, c: Cell, status: str, msg: str, p: Prepared | None = None, out: Outcome | None = None, *,
                 seconds: float = 0.0, setup_s: float = 0.0) -> CellRecord:
         """The cell's record, written to the store; every measure is there (NaN where it has none)."""
-        m: dict[str, Any] = dict.fromkeys(MEASURES, math.nan)
-        m["n_images"] = 0
+        m: dict[str, Any] = {**dict.fromkeys(MEASURES, math.nan), "n_images": 0}
         m.update(out.metrics if out else {})
         m["seconds"] = seconds  # this cell's own attack and measures
         # the (model, defense, dataset) group's shared set-up: data, training, clean scores

@@ -72,7 +72,7 @@ def add_predictive_flags(df: Any) -> Any:
 
 def add_cross_cell_flags(df: Any) -> Any:
     """Append "blackbox-beats-whitebox(<black-box attack>><best white-box attack>)" to the
-    flags of every ok cell of a (model, defense, dataset, eps, setting) group where the best
+    flags of every ok cell of a (model, defense, dataset, eps, budget unit, setting) group where the best
     black-box gain exceeds the best white-box gain by more than MARGIN. Cells whose attack
     metadata is unknown (plugin not loaded) take no part. Returns the same frame."""
     if len(df) == 0 or not set(df.columns) >= NEEDED:

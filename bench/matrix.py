@@ -37,6 +37,7 @@ from bench.errors import MatrixError, UnknownNameError, quoted
 from bench.matrix_checks import (  # [claim], budgets, gradients
     CLAIM_FIELDS,  # noqa: F401 - part of this module's names before the checks moved
     EPS_UNITS,
+    _budget_unit,
     _check_gradients,
     _claim,
     _eps_list,
@@ -72,7 +73,7 @@ class Cell:
     model: Spec
     defense: Spec
     attack: Spec
-    eps: float  # in /255 units, as the site shows it
+    eps: float  # in /255 units (pixels for a flow attack: AttackInfo.budget_unit), as the site shows it
     dataset: Spec
     seed: int  # what trains and draws: model training, defense fits, random starts, random defenses
     eot_samples: int
@@ -240,7 +241,7 @@ def load_matrix(name_or_path: str) -> Matrix:
                                   f"e.g. {key} = {{ ... }}")
             return specs(key, registry, pop, table[key], prefix)
 
-        attacks = [(spec, _eps_list(extra.get("eps"), unit,
+        attacks = [(spec, _eps_list(extra.get("eps"), _budget_unit(ATTACKS, spec.name, unit),
                                     f"{where}, field {quoted(f'{prefix}attacks.{spec.name}.eps')}"))
                    for spec, extra in section("attacks", ATTACKS, pop=("eps",))]
         models = [s for s, _ in section("models", MODELS)]

@@ -86,11 +86,20 @@ def _claim(where: str, table: dict[str, Any] | None, defenses: list[str]) -> dic
     return out
 
 
+def _budget_unit(attacks: Registry, name: str, unit: str) -> str:
+    """The unit an attack's eps is given in: the matrix's eps_unit for L-inf attacks, the
+    attack's own (`AttackInfo.budget_unit`, "px") for a flow attack, whose budget is a displacement."""
+    return "px" if name in attacks and attacks.get(name).info.norm == "flow" else unit
+
+
 def _eps_list(value: Any, unit: str, where: str) -> list[float]:
-    """Budgets as given, in /255 units, checked so that a unit mistake cannot pass."""
+    """Budgets as given, in /255 units (in pixels where unit is "px"), checked so that a unit
+    mistake cannot pass."""
     if value is None:
         raise MatrixError(f"{where}: missing; list the budgets, e.g. eps = [2, 4, 8] (in {unit} units)")
     values = value if isinstance(value, list) else [value]
+    if unit == "px":
+        return [_px(v, where) for v in values]
     scale = EPS_UNITS[unit]
     out = []
     for v in values:
@@ -107,6 +116,18 @@ def _eps_list(value: Any, unit: str, where: str) -> list[float]:
                               "or set eps_unit = \"1\"")
         out.append(round(image_units * 255, 6))
     return out
+
+
+def _px(v: Any, where: str) -> float:
+    """A flow attack's budget: the largest displacement in pixels. A displacement of 1/255 px
+    or less moves nothing visibly (an L-inf budget in image units, given by mistake), and one
+    past 64 px is no longer a small perturbation of the 32 to 512 px images here."""
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        raise MatrixError(f"{where}: {v!r} is not a number")
+    if not 1 / 255 < v <= 64:
+        raise MatrixError(f"{where}: eps {v} is a flow attack's largest displacement in pixels (its budget_unit is "
+                          "\"px\", whatever the matrix's eps_unit): give it in (1/255, 64], e.g. eps = [0.5, 1]")
+    return round(float(v), 6)
 
 
 def _check_gradients(where: str, models: list[Spec], attacks: list[Spec], model_reg: Registry,

@@ -66,9 +66,16 @@ class DefenseInfo(_Info):
 @dataclass(frozen=True)
 class AttackInfo(_Info):
     name: str
-    norm: Literal["Linf", "L2"] = "Linf"
-    budget_unit: str = "1/255"  # eps in the matrix is in these units, on [0, 1] images
+    # "flow": a spatial attack (pixels move, none is added); its eps is the largest displacement
+    # in pixels, given in the matrix as is (the matrix's eps_unit is for L-inf budgets only)
+    norm: Literal["Linf", "L2", "flow"] = "Linf"
+    budget_unit: str = "1/255"  # eps in the matrix is in these units, on [0, 1] images ("px" for "flow")
     needs_gradients: bool = True
+
+    def __post_init__(self) -> None:
+        if (self.norm == "flow") != (self.budget_unit == "px"):
+            raise ValueError(f"attack {self.name!r}: norm 'flow' and budget_unit 'px' go together "
+                             f"(got norm {self.norm!r}, budget_unit {self.budget_unit!r})")
 
 
 @dataclass(frozen=True)

@@ -112,7 +112,7 @@ def _part_fields(cls: type) -> frozenset[str]:
 
 @dataclass
 class CellRef(Part):
-    """`cell`: the names that identify a cell, and its budget in /255."""
+    """`cell`: the names that identify a cell, and its budget in /255 (px: meta.attack.budget_unit)."""
 
     model: str
     defense: str
@@ -130,7 +130,7 @@ class Config(Part):
     defense: JSON
     attack: JSON
     dataset: JSON
-    eps_255: float
+    eps_255: float  # the cell's eps: in pixels where meta.attack.budget_unit is "px" (a flow attack)
     seed: int
     eot_samples: int
     extra: JSON = field(default_factory=dict)
@@ -273,7 +273,7 @@ COMPONENTS = ("model", "defense", "attack", "dataset")
 PROVENANCE = ("bench", "torch", "pyiqa", "torchattacks", "python", "git_commit", "seed", "matrix",
               "matrix_sha256", "suite", "claim", "date", "hardware")
 # cells that differ only in their attack (cross-cell flags compare them)
-COMPARABLE = ("model", "defense", "dataset", "eps", "setting")
+COMPARABLE = ("model", "defense", "dataset", "eps", "budget_unit", "setting")
 
 # name -> kind: "text", "number", "bool" or "raw" (as recorded), in export order
 COLUMNS: dict[str, str] = {
@@ -283,7 +283,7 @@ COLUMNS: dict[str, str] = {
     "mos_name": "text", "attack_needs_gradients": "bool", **{f"{k}_origin": "text" for k in COMPONENTS},
     **{f"weights_{k}": "text" for k in ("source", "path", "sha256")},
     **{f"{s}_{n}": "number" for s in ("test", "train") for n in ("skipped", "converted")},
-    "setting": "text", **{f"prov_{k}": "raw" for k in PROVENANCE},
+    "budget_unit": "text", "setting": "text", **{f"prov_{k}": "raw" for k in PROVENANCE},
 }
 
 

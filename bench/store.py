@@ -186,6 +186,7 @@ def flatten(r: dict[str, Any]) -> dict[str, Any]:
     row["model_lower_better"] = meta.get("model", {}).get("lower_better")
     row["mos_name"] = meta.get("dataset", {}).get("mos_name", "")
     row["attack_needs_gradients"] = meta.get("attack", {}).get("needs_gradients")
+    row["budget_unit"] = meta.get("attack", {}).get("budget_unit") or "1/255"  # eps's unit ("px": a flow attack)
     for kind in COMPONENTS:  # where each component's code came from
         origin = meta.get(kind, {}).get("origin")
         row[f"{kind}_origin"] = origin_label(origin) if isinstance(origin, dict) else ""

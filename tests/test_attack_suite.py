@@ -13,10 +13,22 @@ from pathlib import Path
 
 import pytest
 import torch
+import torch.nn.functional as F
 from conftest import write_matrix
 from torch import nn
 
-from bench.api import ATTACKS, MODELS, Defense, DefenseInfo, IQAModel, ModelInfo, create_attack, create_defense
+from bench.api import (
+    ATTACKS,
+    MODELS,
+    Attack,
+    AttackInfo,
+    Defense,
+    DefenseInfo,
+    IQAModel,
+    ModelInfo,
+    create_attack,
+    create_defense,
+)
 from bench.errors import MatrixError
 from bench.gradients import AttackView, DefendedModel
 from bench.matrix import MATRIX_DIR, load_matrix
@@ -475,7 +487,8 @@ def test_gradient_attack_on_a_model_without_gradients_is_refused_before_any_work
     monkeypatch.setitem(MODELS._items, "no-gradients", NoGradients)
     path = write_matrix(tmp_path / "m.toml", **{"piqe = {}": "piqe = {}\n\"no-gradients\" = {}"})
     with pytest.raises(MatrixError, match=r"model 'no-gradients' has no usable gradients.*attack\(s\) fgsm, pgd "
-                                          r"need them; attack it with square \(needs_gradients = False\)") as e:
+                                          r"need them; attack it with one-pixel, parsimonious, square "
+                                          r"\(needs_gradients = False\)") as e:
         load_matrix(str(path))
     assert str(path) in str(e.value)
     ok = write_matrix(tmp_path / "ok.toml", **{"piqe = {}": "\"no-gradients\" = {}",
@@ -503,8 +516,11 @@ def test_eps_in_the_wrong_unit_names_the_attack_and_the_fix(tmp_path, unit, eps,
 def test_standard_suite_has_every_attack_at_fixed_budgets_and_full_runs_it():
     standard = load_matrix("standard")
     assert standard.suite == "standard-v3"
+    # the suite is L-inf at 2, 4, 8 /255: a flow attack's eps is a displacement in pixels (stadv is
+    # in the full matrix's `spatial` block instead), so no budget of the suite would mean the same for it
     assert {a.name: eps for a, eps in standard.attacks} == {n: [2.0, 4.0, 8.0] for n in ATTACKS.names()
-                                                            if ATTACKS.origin(n).startswith("bench.attacks")}
+                                                            if ATTACKS.origin(n).startswith("bench.attacks")
+                                                            and ATTACKS.get(n).info.norm == "Linf"}
     for a, _ in standard.attacks:  # every parameter written out: a changed default cannot change the suite
         raw = tomllib.loads((MATRIX_DIR / "standard.toml").read_text())["attacks"][a.name]
         assert set(ATTACKS.get(a.name).defaults) <= set(raw), a.name
@@ -513,3 +529,72 @@ def test_standard_suite_has_every_attack_at_fixed_budgets_and_full_runs_it():
         (a.name, tuple(e), tuple(sorted(a.params.items()))) for a, e in standard.attacks}
     quick = load_matrix("quick")
     assert {a.name for a, _ in quick.attacks} <= {"fgsm", "pgd", "i-fgsm"}
+
+
+# ----------------------------------------------------------------------------- a flow attack (budget in px)
+def test_stadv_warp_reads_each_pixel_from_its_position_moved_by_the_flow_in_pixels():
+    from bench.attacks.stadv import warp
+
+    x = images(2, 12)
+    flow = torch.zeros(2, 12, 12, 2)
+    assert torch.allclose(warp(x, flow), x, atol=1e-6)
+    flow[..., 0] = 1.0  # one pixel to the right: each output pixel is its right neighbour
+    assert torch.allclose(warp(x, flow)[..., :-1], x[..., 1:], atol=1e-5)
+    flow[..., 0], flow[..., 1] = 0.0, 0.5  # half a pixel down: the mean of each pixel and the one below
+    assert torch.allclose(warp(x, flow)[..., :-1, :], (x[..., :-1, :] + x[..., 1:, :]) / 2, atol=1e-5)
+
+
+@pytest.mark.parametrize("lower_better", [False, True])
+def test_stadv_moves_pixels_at_most_eps_px_and_pushes_the_score_the_better_way(lower_better):
+    model, x, eps = tiny(lower_better), images(), 0.5
+    torch.manual_seed(0)
+    attack = create_attack("stadv", steps=5)
+    assert (attack.info.norm, attack.info.budget_unit) == ("flow", "px")
+    adv = attack(model, x, eps, lower_better)
+    assert 0 < attack.displacement <= eps
+    # moved, never added to: a pixel read within 1 px lies between its 3x3 neighbourhood's extremes
+    hi, lo = F.max_pool2d(x, 3, 1, 1), -F.max_pool2d(-x, 3, 1, 1)
+    assert ((adv <= hi + 1e-6) & (adv >= lo - 1e-6)).all() and (adv - x).abs().max() > 1e-3
+    with torch.no_grad():
+        gain = (model(adv) - model(x)) * (-1 if lower_better else 1)
+    assert (gain > 0).all(), gain
+
+
+class LyingFlow(Attack):
+    """A flow attack that reports more displacement than its budget allows, or none."""
+
+    info = AttackInfo(name="lying-flow", norm="flow", budget_unit="px")
+
+    def perturb(self, objective, x, eps):
+        self.displacement = 2 * eps if eps < 2 else None
+        return x
+
+
+def test_a_flow_attack_is_checked_on_the_displacement_it_reports():
+    x = images(1, 8)
+    with pytest.raises(ValueError, match=r"left its budget: displacement 2\.0 px > eps 1\.0 px"):
+        LyingFlow()(TinyNet(), x, 1.0, False)
+    with pytest.raises(ValueError, match="sets `displacement` in perturb"):
+        LyingFlow()(TinyNet(), x, 3.0, False)  # eps above 1: pixels, not image units
+    with pytest.raises(ValueError, match="norm 'flow' and budget_unit 'px' go together"):
+        AttackInfo(name="x", norm="flow")
+
+
+@pytest.mark.parametrize("unit", ["1/255", "1"])
+def test_matrix_takes_a_flow_attacks_eps_in_px_whatever_the_eps_unit(tmp_path, unit):
+    path = write_matrix(tmp_path / "m.toml", **{'suite = "tiny-v1"': f'suite = "tiny-v1"\neps_unit = "{unit}"',
+                                                "fgsm = { eps = [4] }": "stadv = { eps = [0.5, 1] }",
+                                                "pgd = { eps = [4, 8], steps = 3 }": ""})
+    assert [(a.name, e) for a, e in load_matrix(str(path)).attacks] == [("stadv", [0.5, 1.0])]
+
+
+@pytest.mark.parametrize("attacks,match", [
+    ("stadv = { eps = [0.002] }", r"attacks\.stadv\.eps.*largest displacement in pixels.*\(1/255, 64\]"),
+    ("stadv = { eps = [100] }", r"attacks\.stadv\.eps.*largest displacement in pixels"),
+    ("stadv = { eps = [1] }\nfgsm = { eps = [0.03] }", r"attacks\.fgsm\.eps.*write eps = 8"),  # L-inf still checked
+])
+def test_matrix_refuses_flow_budgets_out_of_range_and_still_wrong_linf_units(tmp_path, attacks, match):
+    path = write_matrix(tmp_path / "m.toml", **{"fgsm = { eps = [4] }": attacks,
+                                                "pgd = { eps = [4, 8], steps = 3 }": ""})
+    with pytest.raises(MatrixError, match=match):
+        load_matrix(str(path))

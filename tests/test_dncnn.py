@@ -21,14 +21,7 @@ from bench.workbench import Workbench
 load_plugins()
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These tensors are tiny: one thread runs them faster than two, which wait on each other
-    whenever another process holds a core (measured: 0.7 against 1.7 ms a DnCNN pass)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: see conftest.one_thread
 
 TINY = {"depth": 3, "width": 8, "patch": 16, "batch_size": 4, "lr": 0.003, "blind": False}
 

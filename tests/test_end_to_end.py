@@ -203,3 +203,22 @@ def test_model_weights_are_traceable_from_record_csv_and_page(run_dir):
            f"<td>trained on embedded, seed 0, train images {w['n_train']}, training views {w['n_views']}, test SROCC {w['test_srocc']:.3f}" in page
     piqe = next((d / "site").glob("model-piqe-*.html")).read_text()
     assert "<dt>kind</dt><dd>classic</dd>" in piqe and "<code>built-in bench.models.classic</code>" in piqe
+
+
+def test_a_flow_attack_runs_in_pixels_and_its_cells_record_the_unit(tmp_path):
+    """stAdv at 1 px (eps_unit says /255: a flow budget is in its own unit): the record says
+    px, the cell stayed within its displacement, and a certified defense records no L-inf
+    certificate for it (a flow budget is no L-inf ball)."""
+    matrix = write_matrix(tmp_path / "m.toml", **{
+        "cnniqa = {{ epochs = 2 }}".format(): "", "none = {}\njpeg = { quality = 50 }": "mean-smoothing = { n = 2 }",
+        "fgsm = { eps = [4] }": "stadv = { eps = [1], steps = 2 }", "pgd = { eps = [4, 8], steps = 3 }": "",
+        "n_images = 8": "n_images = 4", "eot_samples = 2": "eot_samples = 1\nprofile = false"})
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
+        code = main(["run", "--matrix", str(matrix), "--results", str(tmp_path / "r"), "--no-site", "--no-progress"])
+    assert code == 0
+    df = frame(tmp_path / "r")
+    assert list(zip(df.defense, df.attack, df.eps, df.budget_unit, df.status)) == [
+        ("mean-smoothing", "stadv", 1.0, "px", "ok")]
+    assert (df.linf > 0).all() and df.cert_vacuous.isna().all()  # set (0 to 1) wherever a certificate is recorded
+    (rec,) = ResultsStore(tmp_path / "r").records()
+    assert rec["meta"]["attack"]["budget_unit"] == "px" and rec["config"]["eps_255"] == 1.0

@@ -179,7 +179,8 @@ def test_missing_plugin_file_is_a_clear_error(tmp_path, capsys):
 BUILTIN = {
     "models": ["brisque", "brisque-live-libsvm", "cnniqa", "niqe", "piqe", "resnet18_iqa", "wadiqam_nr"],
     "attacks": ["ami-fgsm", "apgd", "cumulative-uap", "fgsm", "generative-uap", "i-fgsm", "ioi", "korhonen", "madc",
-                "mi-fgsm", "one-pixel", "parsimonious", "perceptual", "pgd", "square", "std-fgsm", "uap"],
+                "mi-fgsm", "one-pixel", "parsimonious", "perceptual", "pgd", "square", "stadv", "std-fgsm",
+                "uap"],
     "defenses": ["act", "adv-train", "bit-depth", "color-quantization", "denoised-smoothing", "diff-jpeg", "dncnn",
                  "finetune-only", "flip", "gaussian-blur", "jpeg", "mean-smoothing", "median-blur", "none",
                  "nt", "ortho", "ortho+act", "ortho+act+prune", "ortho+act+prune-l2", "prune", "random-crop",

@@ -659,3 +659,33 @@ def test_every_measure_is_explained_in_one_line_on_the_pages_with_cells(site: Pa
         notes = notes[:notes.index("</details>")]
         for c in explained:
             assert f"<dt>{c.label}</dt>" in notes and "\n" not in c.title, (page.name, c.key)
+
+
+def test_a_flow_attacks_cells_show_px_and_stay_out_of_every_linf_comparison(tmp_path: Path) -> None:
+    """stAdv's eps is a displacement in pixels: 1 px is no 1/255. Its cells show "px" (cell
+    tables, the defense page's example) and take no part in the worst case over attacks at an
+    eps, nor in the cross-cell black-box check, even where it hurts most at the same number."""
+    import json
+
+    import pandas as pd
+
+    results = tmp_path / "results"
+    linf = [make_record("cnniqa", d, "fgsm", e) for d in ("none", "jpeg") for e in (1, 2)]
+    flow = [make_record("cnniqa", d, "stadv", 1) for d in ("none", "jpeg")]
+    for r in linf:
+        r["meta"]["attack"]["needs_gradients"] = True
+    for r in flow:  # a gain above every L-inf cell's, from an attack that would count as a black-box one
+        r["meta"]["attack"] = {"name": "stadv", "norm": "flow", "budget_unit": "px", "needs_gradients": False}
+        r["metrics"].update(abs_gain=0.9, abs_gain_ci_lo=0.85, abs_gain_ci_hi=0.95)
+        r["example"] = write_example(results, r["key"])
+    index = render_site(build_store(results, linf + flow, examples=False), tmp_path / "site")
+    out = index.parent
+    cells = pd.read_csv(out / "cells.csv")
+    assert dict(zip(cells.attack, cells.budget_unit)) == {"fgsm": "1/255", "stadv": "px"}
+    assert not cells["flags"].astype("string").fillna("").str.contains("blackbox-beats-whitebox").any()
+    rows = json.loads((out / "data" / "index.json").read_text())
+    assert {r["attack"] for r in rows} == {"all (worst)", "fgsm"}
+    assert all(r["worst_abs_gain"] < 0.9 and r["abs_gain@1"] < 0.9 for r in rows)
+    page = next(out.glob("defense-none-*.html")).read_text()
+    assert "attack stadv at eps 1 px" in page and '"px"' in page and '"1/255"' in page
+    assert "<td>flow, eps in px</td>" in index.read_text()  # the attacks table: its threat model and unit

@@ -49,7 +49,15 @@ def join_flags(values: Iterable[str]) -> str:
     return "; ".join(sorted({f.strip() for v in values for f in v.split(";") if f.strip()}))
 
 
+def linf_only(df: pd.DataFrame) -> pd.DataFrame:
+    """The cells whose eps is an L-inf budget in /255 (records without a unit are): a flow
+    attack's eps is in pixels (bench.meta.AttackInfo), so a worst case over attacks or a
+    largest eps taken across both would mix units. Flow cells are in the cell tables only."""
+    return df[df["budget_unit"].fillna("1/255").isin(["1/255", ""])] if "budget_unit" in df.columns else df
+
+
 def _ok(df: pd.DataFrame) -> pd.DataFrame:
+    df = linf_only(df)
     return df[(df["status"] == "ok") & df["eps"].notna()]
 
 

@@ -99,7 +99,9 @@ def attack_rows(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
         name, meta = str(r.get("cell", {}).get("attack", "")), r.get("meta", {}).get("attack") or {}
         row = rows.setdefault(name, {"name": name, "reference": str(meta.get("reference") or ""),
                                      "reference_url": external_url(str(meta.get("reference") or "")),
-                                     "norm": str(meta.get("norm") or ""), "description": str(meta.get("description") or ""),
+                                     "norm": str(meta.get("norm") or "") + (f", eps in {meta['budget_unit']}" if
+                                                                             meta.get("budget_unit") else ""),
+                                     "description": str(meta.get("description") or ""),
                                      "access": {True: "white-box", False: "black-box"}.get(meta.get("needs_gradients"), ""),
                                      "params": set(), "n_cells": 0})
         params = ((r.get("config") or {}).get("attack") or {}).get("params")

@@ -24,7 +24,10 @@ class Column:
 CELL_COLUMNS = [
     Column("model", "model", link="model"), Column("dataset", "dataset"), Column("defense", "defense", link="defense"),
     Column("defense_kind", "defense kind"), Column("attack", "attack"),
-    Column("eps", "eps (/255)", "num"), Column("status", "status"), Column("n_images", "images", "num"),
+    Column("eps", "eps", "num", title="the attack's budget, in the unit beside it"),
+    Column("budget_unit", "unit", title="eps's unit: 1/255 of the [0, 1] range (L-inf attacks), or px, the largest "
+           "displacement of a flow attack; worst cases over attacks take L-inf cells only"),
+    Column("status", "status"), Column("n_images", "images", "num"),
     Column("srocc_clean", "SROCC clean", "dec3", mos=True, title="rank correlation of the defended model's clean "
            "scores with the dataset's opinion scores, signed so that agreeing with the raters is positive"),
     Column("srocc_attacked", "SROCC attacked", "dec3", mos=True, title="the same for its scores of the attacked "

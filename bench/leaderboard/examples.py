@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench.leaderboard.aggregate import linf_only
 from bench.measures import per_image
 
 ROLES = ("clean", "attacked", "perturbation")
@@ -47,12 +48,15 @@ def copy_example(rows: pd.DataFrame, by_key: dict[str, dict[str, Any]], results:
             shown[role] = rel
         return {"name": str(ex.get("name", "")), "clean_score": ex.get("clean_score"),
                 "attacked_score": ex.get("attacked_score"), "files": shown, "model": r.model, "dataset": r.dataset,
-                "attack": r.attack, "eps": r.eps, "abs_gain": r.abs_gain, "key": r.key}
+                "attack": r.attack, "eps": r.eps, "abs_gain": r.abs_gain, "key": r.key,
+                "unit": " px" if getattr(r, "budget_unit", "") == "px" else "/255"}
     return None
 
 
 def shifts(rows: pd.DataFrame, by_key: dict[str, dict[str, Any]]) -> pd.DataFrame:
-    """Each image's oriented, scaled score shift at the largest eps of each (model, dataset)."""
+    """Each image's oriented, scaled score shift at the largest eps of each (model, dataset),
+    L-inf cells only (a flow attack's eps is in pixels: no largest eps across both)."""
+    rows = linf_only(rows)
     ok = rows[(rows["status"] == "ok") & rows["eps"].notna()]
     cols: dict[str, list[Any]] = {"model": [], "dataset": [], "attack": [], "shift": []}
     if len(ok):

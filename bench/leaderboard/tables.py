@@ -18,7 +18,7 @@ from bench.leaderboard.aggregate import ci
 from bench.leaderboard.columns import CELL_COLUMNS, Column
 
 FILTERS = [("model", "model"), ("dataset", "dataset"), ("defense", "defense"),
-           ("attack", "attack"), ("eps", "eps (/255)")]
+           ("attack", "attack"), ("eps", "eps"), ("budget_unit", "eps unit")]
 
 # the records' provenance but the date (shown as a range) and the claim (the claim page's)
 PROVENANCE_KEYS = [(k, k.replace("_", " ")) for k in record.PROVENANCE if k not in ("date", "claim")]
