@@ -4,6 +4,8 @@ keeping, per image, the best point seen (by objective value: regression has no
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 from torch import Tensor
 
@@ -19,6 +21,16 @@ class BestPoint:
     def __init__(self, x: Tensor, value: Tensor) -> None:
         self.x = x.detach().clone()
         self.value = value.detach().clone()
+
+    @staticmethod
+    def final(best: BestPoint | None, objective: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
+        """The best point once the last iterate `x` is scored too (`x` itself where no step
+        was scored: `best` None)."""
+        if best is None:
+            return x
+        with torch.no_grad():
+            best.update(x, objective(x))
+        return best.x
 
     def update(self, x: Tensor, value: Tensor) -> Tensor:
         """Keep x where it beats the best; returns the mask of images that improved."""

@@ -88,9 +88,4 @@ class MADC(Attack):
             with torch.no_grad():
                 step = alpha * tangent(grad, cur - x).sign()
                 cur = pull_back(project(cur + step, x, eps), x, bound)
-        with torch.no_grad():
-            value = objective(cur)
-        if best is None:
-            return cur
-        best.update(cur, value)
-        return best.x
+        return BestPoint.final(best, objective, cur)

@@ -80,9 +80,4 @@ class PerceptualBound(Attack):
                     if len(pending) == 0:
                         break
                     step = step / 2
-        with torch.no_grad():
-            value = objective(cur)
-        if best is None:
-            return cur
-        best.update(cur, value)
-        return best.x
+        return BestPoint.final(best, objective, cur)
