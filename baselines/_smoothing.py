@@ -18,7 +18,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from bench.api import Defense, IQAModel
+from bench.api import Defense, Field, IQAModel, Params
 
 
 class SmoothedModel(IQAModel):
@@ -74,6 +74,15 @@ def median_interval(samples: Tensor, r_over_sigma: float, alpha: float) -> Tenso
     lo = samples[i_lo] if i_lo is not None else -inf
     hi = samples[i_hi] if i_hi is not None else inf
     return torch.stack([lo, hi], 1)
+
+
+class SmoothingParams(Params):
+    """The parameters every smoothing defense has (each may re-describe or re-bound one)."""
+
+    sigma: float = Field(0.12, gt=0, description="standard deviation of the Gaussian noise, image units ([0, 1])")
+    n: int = Field(8, ge=1, description="noisy copies whose median score is the defended score")
+    n_certify: int = Field(100, ge=1, description="fresh noisy copies drawn to estimate the certificate")
+    alpha: float = Field(0.001, gt=0, lt=1, description="probability that the certified interval is wrong")
 
 
 class SmoothingDefense(Defense):

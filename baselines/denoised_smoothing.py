@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 
 from baselines._denoiser import DenoisedModel, DenoiserParams, denoiser_of, fit_denoiser, new_denoiser
-from baselines._smoothing import SmoothedModel, SmoothingDefense, l2_radius, median_interval
+from baselines._smoothing import SmoothedModel, SmoothingDefense, SmoothingParams, l2_radius, median_interval
 from bench.api import DefenseInfo, Field, FitContext, IQAModel, register_defense
 
 
@@ -48,12 +48,9 @@ class DenoisedSmoothing(SmoothingDefense):
         "with its certified interval (often vacuous at real budgets).",
     )
 
-    class Params(DenoiserParams):
+    class Params(DenoiserParams, SmoothingParams):
         sigma: float = Field(0.12, gt=0, le=1, description="standard deviation of the Gaussian noise, image units "
                              "([0, 1]); the denoiser is trained at it")
-        n: int = Field(8, ge=1, description="noisy copies whose median score is the defended score")
-        n_certify: int = Field(100, ge=1, description="fresh noisy copies drawn to estimate the certificate")
-        alpha: float = Field(0.001, gt=0, lt=1, description="probability that the certified interval is wrong")
 
     def transform(self, model: IQAModel) -> IQAModel:
         p = self.params

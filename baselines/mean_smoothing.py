@@ -41,8 +41,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from baselines._smoothing import SmoothedModel, SmoothingDefense, l2_radius
-from bench.api import DefenseInfo, Field, IQAModel, NotApplicable, Params, register_defense
+from baselines._smoothing import SmoothedModel, SmoothingDefense, SmoothingParams, l2_radius
+from bench.api import DefenseInfo, Field, IQAModel, NotApplicable, register_defense
 
 VACUOUS = 1e-6  # an end this close (in units of b - a) to the score range's bound guarantees nothing
 
@@ -89,11 +89,9 @@ class MeanSmoothing(SmoothingDefense):
         "the Lipschitz bound of Gaussian smoothing (Hoeffding-bounded; vacuous at real budgets).",
     )
 
-    class Params(Params):
-        sigma: float = Field(0.12, gt=0, description="standard deviation of the Gaussian noise, image units ([0, 1])")
+    class Params(SmoothingParams):
         n: int = Field(8, ge=1, description="noisy copies whose mean (clipped) score is the defended score")
         n_certify: int = Field(100, ge=1, description="fresh noisy copies drawn to bound the expected score")
-        alpha: float = Field(0.001, gt=0, lt=1, description="probability that the certified interval is wrong")
 
     def transform(self, model: IQAModel) -> IQAModel:
         lo, hi = score_range(model)

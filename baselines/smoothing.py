@@ -26,11 +26,12 @@ from torch import Tensor
 from baselines._smoothing import (  # noqa: F401 - SmoothedModel and order_statistic_bounds: still importable here
     SmoothedModel,
     SmoothingDefense,
+    SmoothingParams,
     l2_radius,
     median_interval,
     order_statistic_bounds,
 )
-from bench.api import DefenseInfo, Field, IQAModel, Params, register_defense
+from bench.api import DefenseInfo, IQAModel, register_defense
 
 
 @register_defense
@@ -44,11 +45,7 @@ class RandomizedSmoothing(SmoothingDefense):
         "smoothing (often vacuous at real budgets).",
     )
 
-    class Params(Params):
-        sigma: float = Field(0.12, gt=0, description="standard deviation of the Gaussian noise, image units ([0, 1])")
-        n: int = Field(8, ge=1, description="noisy copies whose median score is the defended score")
-        n_certify: int = Field(100, ge=1, description="fresh noisy copies drawn to estimate the certificate")
-        alpha: float = Field(0.001, gt=0, lt=1, description="probability that the certified interval is wrong")
+    Params = SmoothingParams
 
     def transform(self, model: IQAModel) -> IQAModel:
         return SmoothedModel(model, float(self.params["sigma"]), int(self.params["n"]))
