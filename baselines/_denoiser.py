@@ -30,7 +30,7 @@ A published denoiser loads through the defense's `weights` parameter: a state_di
 DnCNN at the same depth and width (torch.save or safetensors, read weights_only), loaded in
 `fit` instead of training, its path and sha256 recorded in the fit's record. bench/ has no
 `--weights` mechanism for defenses (the command line's `--weights` is a model's), so this is
-the way in; other architectures (MPRNet, Real-ESRGAN) would need their own module here.
+the way in; other architectures have their own module (Real-ESRGAN's RRDBNet: `_rrdbnet.py`).
 The fit is cached by the defense's parameters, path included, not by the file's content:
 give a changed file a new path.
 """

@@ -77,6 +77,9 @@ def _parser() -> argparse.ArgumentParser:
     sp.add_argument("--out", default="site")
     sp.add_argument("--readme", metavar="FILE",
                     help="also rewrite the claim section between <!-- claim:start/end --> in FILE")
+    sp.add_argument("--readme-section", metavar="NAME", default="claim",
+                    help="the markers' name: <!-- NAME:start/end --> (default claim), so that one README holds "
+                         "the claim of several stores, each regenerated from its own")
 
     sp = sub.add_parser("score", help="score image files with a model: one line path,score each")
     sp.add_argument("--model", required=True)
@@ -178,10 +181,11 @@ def cmd_site(args: argparse.Namespace) -> int:
         records = list(ResultsStore(args.results).records())
         try:
             rewrite_readme(args.readme, markdown(prepare(records_frame(records)),
-                                                 Profiles(Path(args.results), records).note))
+                                                 Profiles(Path(args.results), records).note),
+                           args.readme_section)
         except (OSError, ValueError) as e:
             raise BenchError(f"cannot rewrite the claim section of '{args.readme}': {e}") from None
-        print(f"claim section rewritten in {args.readme}")
+        print(f"claim section '{args.readme_section}' rewritten in {args.readme}")
     return 0
 
 

@@ -54,7 +54,9 @@ def describe(kind: str, cls: type) -> str:
                 f"{i.kind}, {grad}{size}; weights: {where}")
     if kind == "defenses":
         grad = "differentiable" if i.differentiable else f"BPDA via {i.surrogate}"
-        return f"{i.name:16s} {i.kind:13s} {'randomized' if i.randomized else 'deterministic'}, {grad}; {i.reference}"
+        needs = f"; needs weights you supply: {i.needs_weights}" if i.needs_weights else ""
+        return (f"{i.name:16s} {i.kind:13s} {'randomized' if i.randomized else 'deterministic'}, {grad}; "
+                f"{i.reference}{needs}")
     if kind == "attacks":
         return f"{i.name:10s} {i.norm}, eps in {i.budget_unit}; defaults {cls.defaults}; {i.reference}"
     return describe_dataset(cls)

@@ -161,6 +161,13 @@ class Defense(Parametrized):
     def fit(self, model: IQAModel, ctx: FitContext) -> None:
         """Train the transformed model in place on ctx.train. Default: nothing."""
 
+    def provenance(self) -> dict[str, Any]:
+        """What a defense that does not train read from outside (a published weights file:
+        path, URL, sha256), recorded as its cells' fit part: every number traces to the
+        files it used. Called once per group; a defense that trains records this in `fit`'s
+        record instead. Default: nothing."""
+        return {}
+
     def purify(self, x: Tensor) -> Tensor:
         """Input transform applied before the model at evaluation time."""
         return x

@@ -52,6 +52,9 @@ class DefenseInfo(_Info):
     # Used on the backward pass when `differentiable` is False (BPDA): "identity" or
     # the name of what `Defense.surrogate` computes.
     surrogate: str | None = None
+    # The published file a user must supply (its name, where it is published, how to give it):
+    # such a defense cannot run without it, so the matrices shipped here leave it out. None: none needed.
+    needs_weights: str | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in DEFENSE_KINDS:

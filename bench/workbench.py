@@ -166,7 +166,7 @@ class Workbench:
         with stage("defense", spec.name):
             model = defense.transform(copy.deepcopy(base))
             if not defense.trains():
-                return model.eval(), {}
+                return model.eval(), defense.provenance()
             key = digest({"model": model_spec.ident(), "weights": source.get("sha256") or source,
                           "defense": spec.ident(), "data": _without(ds, "n_images"), **self._seeds,
                           "targets": TARGETS_VERSION})

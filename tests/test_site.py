@@ -265,6 +265,12 @@ def test_readme_claim_section(tmp_path: Path) -> None:
     again = readme.read_text()
     main(["site", "--results", str(results), "--out", str(tmp_path / "site"), "--readme", str(readme)])
     assert readme.read_text() == again  # idempotent
+    # a second section, named: only its own markers' text changes
+    readme.write_text(again + "<!-- claim-b:start -->\nold\n<!-- claim-b:end -->\n")
+    assert main(["site", "--results", str(results), "--out", str(tmp_path / "site"), "--readme", str(readme),
+                 "--readme-section", "claim-b"]) == 0
+    first, second = readme.read_text().split("<!-- claim-b:start -->")
+    assert first == again and "placeholder-b" not in second and "| ortho+act+prune |" in second
     readme.write_text("no markers")
     assert main(["site", "--results", str(results), "--out", str(tmp_path / "site"), "--readme", str(readme)]) != 0
 

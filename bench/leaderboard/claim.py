@@ -29,7 +29,6 @@ from bench.leaderboard.tables import estimate, estimates, number
 
 MEASURES = (("abs_gain", "abs gain"), ("rel_gain", "rel gain"), ("robustness_score", "MSU R"),
             ("mos_gain", "MOS gain"))
-START, END = "<!-- claim:start -->", "<!-- claim:end -->"
 
 
 def tables(df: pd.DataFrame, model: str | None = None, claim_only: bool = True,
@@ -232,10 +231,14 @@ def _md(s: str) -> str:
     return re.sub(r"([|\\`*_\[\]])", r"\\\1", str(s)).replace("<", "&lt;").replace(">", "&gt;")
 
 
-def rewrite_readme(path: str | Path, section: str) -> None:
-    """Replace the text between the claim markers; fail (never append) if they are missing."""
+def rewrite_readme(path: str | Path, section: str, name: str = "claim") -> None:
+    """Replace the text between the markers `<!-- name:start -->` and `<!-- name:end -->`;
+    fail (never append) if they are missing. Several names let one README quote the claims
+    of several stores (the quick matrix's, the full matrix's claim block), each regenerated
+    from its own run."""
     p = Path(path)
     text = p.read_text(encoding="utf-8")
+    START, END = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if text.count(START) != 1 or text.count(END) != 1 or text.index(START) > text.index(END):
         raise ValueError(f"{p} needs exactly one {START} ... {END} pair")
     head, rest = text.split(START)
