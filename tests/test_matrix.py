@@ -144,6 +144,20 @@ def test_builtin_matrices_name_todays_claim_roles():
     assert standard["method"] == []  # the standard suite tests no method: only the reference and the suite
 
 
+def test_seeds_matrix_repeats_quick_on_cnniqa_and_is_fulls_claim_block_on_resnet18():
+    seeds, quick, full = (load_matrix(n) for n in ("seeds", "quick", "full"))
+    assert seeds.seeds == [0, 1, 2] and seeds.split_seeds == "fixed" and seeds.seed == quick.seed == full.seed
+    cells = seeds.cells()
+    assert len(cells) == 3 * (4 * 2 * 3 + 7 * 3)
+    # seed 0's CNNIQA cells are quick's own; ResNet-18's are the full matrix's claim block, key for key
+    assert {c.key for c in cells if c.model.name == "cnniqa" and c.seed == 0} == \
+        {c.key for c in quick.cells() if c.model.name == "cnniqa"}
+    claim = next(b for b in full.blocks if b.name == "claim")
+    assert {c.key for c in cells if c.model.name == "resnet18_iqa"} == \
+        {c.key for c in full.cells() if c.model.name == "resnet18_iqa" and c.seed in claim.seeds
+         and c.defense.name in {d.name for d in claim.defenses} and c.attack.name == "pgd"}
+
+
 def test_claim_roles_are_checked_one_line_each(tmp_path):
     ok = write_matrix(tmp_path / "ok.toml", extra_defenses='"ortho+act+prune" = {}\n"adv-train" = {}')
     plain = {c.key for c in load_matrix(str(ok)).cells()}

@@ -184,9 +184,10 @@ BUILTIN = {
     "defenses": ["act", "adv-train", "bit-depth", "color-quantization", "denoised-smoothing", "diff-jpeg", "dncnn",
                  "finetune-only", "flip", "gaussian-blur", "jpeg", "mean-smoothing", "median-blur", "none",
                  "nt", "ortho", "ortho+act", "ortho+act+prune", "ortho+act+prune-l2", "prune", "random-crop",
-                 "random-flip", "random-noise", "random-rotate", "randomized-smoothing", "resize", "unsharp", "upscale"],
+                 "random-flip", "random-noise", "random-rotate", "randomized-smoothing", "real-esrgan", "resize", "unsharp",
+                 "upscale"],
     "datasets": ["csiq", "embedded", "kadid10k", "koniq10k", "live", "livec", "pipal", "spaq", "tid2013"],
-    "matrices": ["full", "paper", "quick", "standard"],
+    "matrices": ["full", "paper", "quick", "seeds", "standard"],
 }
 
 
