@@ -173,16 +173,11 @@ def cmd_site(args: argparse.Namespace) -> int:
 
     print(render_site(args.results, args.out))
     if args.readme:
-        from bench.leaderboard.claim import markdown, rewrite_readme
-        from bench.leaderboard.profiles import Profiles
-        from bench.leaderboard.tables import prepare
-        from bench.store import ResultsStore, records_frame
+        from bench.leaderboard.claim import rewrite_readme
+        from bench.leaderboard.render import readme_claim
 
-        records = list(ResultsStore(args.results).records())
         try:
-            rewrite_readme(args.readme, markdown(prepare(records_frame(records)),
-                                                 Profiles(Path(args.results), records).note),
-                           args.readme_section)
+            rewrite_readme(args.readme, readme_claim(args.results), args.readme_section)
         except (OSError, ValueError) as e:
             raise BenchError(f"cannot rewrite the claim section of '{args.readme}': {e}") from None
         print(f"claim section '{args.readme_section}' rewritten in {args.readme}")

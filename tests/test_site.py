@@ -275,6 +275,28 @@ def test_readme_claim_section(tmp_path: Path) -> None:
     assert main(["site", "--results", str(results), "--out", str(tmp_path / "site"), "--readme", str(readme)]) != 0
 
 
+def test_readme_claim_merges_seeds_as_the_claim_page_does(tmp_path: Path) -> None:
+    from bench.cli import main
+
+    recs = []
+    for seed in (0, 1):
+        for d in ("none", "ortho+act+prune", "adv-train"):
+            r = make_record("cnniqa", d, "pgd", 8, seed=seed)
+            shift = 0.1 * (seed + 1)
+            r["per_image"] = {**r["per_image"], "attacked": [0.2 + shift, 0.8 + shift]}
+            r["metrics"] = {**r["metrics"], "abs_gain": r["metrics"]["abs_gain"] + shift}
+            recs.append({**r, "key": digest([r["cell"], seed])})
+    results = build_store(tmp_path / "results", recs, examples=False)
+    readme = tmp_path / "README.md"
+    readme.write_text("<!-- claim:start -->\n<!-- claim:end -->\n")
+    assert main(["site", "--results", str(results), "--out", str(tmp_path / "site"), "--readme", str(readme)]) == 0
+    text = readme.read_text()
+    # one row per defense over both seeds (not the luckiest seed's cell), as on site/claim.html
+    assert "Over 2 training seeds" in text and "One training seed" not in text
+    assert sum(line.startswith("| ortho+act+prune ") for line in text.splitlines()) == 1
+    assert "(2 seeds) |" in text
+
+
 def test_render_does_not_import_torch(tmp_path: Path) -> None:
     results = build_store(tmp_path / "results", small_records())
     code = ("import sys; from bench.leaderboard import render_site; "

@@ -57,16 +57,33 @@ def render_site(results_dir: str | Path, out_dir: str | Path) -> Path:
     return out / "index.html"
 
 
+def ranked_frames(df: pd.DataFrame, by_key: dict[str, dict[str, Any]]) -> tuple[Any, ...]:
+    """What every comparison reads, the site's and the README's alike: the roles, the ranked
+    suite's cells with each cell's seeds merged into one row (interval over seeds, then
+    images), the note saying which cells rank, and the worst-over-attacks and clean-quality
+    frames computed from the merged rows (a worst case taken over seeds apart would be the
+    luckiest seed's)."""
+    who = roles.from_frame(df)
+    ranked, note = agg.ranked_cells(df, who.suite)
+    ranked = seeds.combine_seeds(ranked, by_key)
+    return who, ranked, note, agg.scopes(ranked), agg.clean_quality(ranked, who.reference)
+
+
+def readme_claim(results_dir: str | Path) -> str:
+    """The README's claim section for a results store, from the frames the site's claim page reads."""
+    results = Path(results_dir)
+    records = sorted(ResultsStore(results).records(), key=lambda r: r["key"])
+    by_key = {r["key"]: r for r in records}
+    who, ranked, _, scoped, quality = ranked_frames(tables.prepare(records_frame(records)), by_key)
+    return claim.markdown(ranked, profiles.Profiles(results, records).note, scoped=scoped, quality=quality, roles=who)
+
+
 class _Site:
     """What every page shares: the frame, the links between pages, the template env."""
 
     def __init__(self, out: Path, df: pd.DataFrame, by_key: dict[str, dict[str, Any]], results: Path) -> None:
         self.out, self.df, self.by_key, self.results = out, df, by_key, results
-        self.roles = roles.from_frame(df)
-        ranked, self.suite_note = agg.ranked_cells(df, self.roles.suite)
-        self.ranked = seeds.combine_seeds(ranked, by_key)  # one row per cell over its seeds
-        self.scoped = agg.scopes(self.ranked)
-        self.quality = agg.clean_quality(self.ranked, self.roles.reference)
+        self.roles, self.ranked, self.suite_note, self.scoped, self.quality = ranked_frames(df, by_key)
         self.profiles = profiles.Profiles(results, list(by_key.values()))  # the layer profiles, if any
         self.hrefs = {"defense": {d: f"defense-{slug(d)}.html" for d in sorted(df["defense"].unique())},
                       "model": {m: f"model-{slug(m)}.html" for m in sorted(df["model"].unique())},
