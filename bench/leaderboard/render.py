@@ -34,8 +34,7 @@ DEFENSE_PANELS = 2  # per defense page: the first models; every cell is in its t
 def render_site(results_dir: str | Path, out_dir: str | Path) -> Path:
     """Write every page, its data files, plots and example images into out_dir; return index.html."""
     results = Path(results_dir)
-    records = sorted(ResultsStore(results).records(), key=lambda r: r["key"])
-    frame = records_frame(records)
+    records, by_key, frame = _load(results)
     df = tables.prepare(frame)
     out = Path(out_dir)
     for sub in ("static", "data", "plots"):
@@ -45,7 +44,7 @@ def render_site(results_dir: str | Path, out_dir: str | Path) -> Path:
     _write(out / "cells.csv", frame.to_csv(index=False, lineterminator="\n"))
     _write(out / "cells.json", _records_json(records))
 
-    site = _Site(out, df, {r["key"]: r for r in records}, results)
+    site = _Site(out, df, by_key, results)
     site.index()
     site.claim()
     for name in sorted(df["defense"].unique()):
@@ -55,6 +54,12 @@ def render_site(results_dir: str | Path, out_dir: str | Path) -> Path:
     for name in site.profiles.hrefs:
         profiles.page(site, name)
     return out / "index.html"
+
+
+def _load(results: Path) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], pd.DataFrame]:
+    """The store's records in key order, the same by key, and their frame (`records_frame`)."""
+    records = sorted(ResultsStore(results).records(), key=lambda r: r["key"])
+    return records, {r["key"]: r for r in records}, records_frame(records)
 
 
 def ranked_frames(df: pd.DataFrame, by_key: dict[str, dict[str, Any]]) -> tuple[Any, ...]:
@@ -72,9 +77,8 @@ def ranked_frames(df: pd.DataFrame, by_key: dict[str, dict[str, Any]]) -> tuple[
 def readme_claim(results_dir: str | Path) -> str:
     """The README's claim section for a results store, from the frames the site's claim page reads."""
     results = Path(results_dir)
-    records = sorted(ResultsStore(results).records(), key=lambda r: r["key"])
-    by_key = {r["key"]: r for r in records}
-    who, ranked, _, scoped, quality = ranked_frames(tables.prepare(records_frame(records)), by_key)
+    records, by_key, frame = _load(results)
+    who, ranked, _, scoped, quality = ranked_frames(tables.prepare(frame), by_key)
     return claim.markdown(ranked, profiles.Profiles(results, records).note, scoped=scoped, quality=quality, roles=who)
 
 
