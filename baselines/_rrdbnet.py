@@ -23,13 +23,11 @@ conv_hr, conv_last), so that those files load strictly, key for key.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from bench.api import CheckpointError, quoted, read_checkpoint
+from baselines._published import load_strict, read_state
 
 BETA = 0.2  # the papers' residual scaling
 SLOPE = 0.2  # LeakyReLU's negative slope
@@ -96,48 +94,15 @@ class RRDBNet(nn.Module):
         return self.conv_last(F.leaky_relu(self.conv_hr(feat), SLOPE))
 
 
-def state_of(obj: Any, path: str, owner: str) -> dict[str, Tensor]:
-    """The generator's state_dict inside what a checkpoint holds: the published layout,
-    {'params_ema': sd} (the averaged weights, which Real-ESRGAN's own inference prefers) or
-    {'params': sd}, the usual other wrappers, or a plain state_dict; 'module.' prefixes
-    (DataParallel) dropped."""
-    for key in ("params_ema", "params", "state_dict", "model"):
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not all(isinstance(v, Tensor) for v in obj.values()):
-        raise CheckpointError(f"{owner}: weights {quoted(path)} are not a state_dict of tensors (the published "
-                              "files hold {'params_ema': state_dict})")
-    return {str(k).removeprefix("module."): v for k, v in obj.items()}
-
-
-def _names(keys: list[str]) -> str:
-    shown = ", ".join(keys[:5])
-    return f"{shown} (and {len(keys) - 5} more)" if len(keys) > 5 else shown
-
-
 def load_rrdbnet(path: str, owner: str, **config: int) -> RRDBNet:
-    """An RRDBNet of `config` holding the weights in `path`, read weights_only (a file that
-    carries pickled code is refused, never run), loaded strictly: a key missing or left over,
-    or a shape that differs, is a CheckpointError naming them. Built on the meta device and
-    the file's tensors assigned, so the 16.7M parameters are not first initialized for
-    nothing. In eval mode, float32, its parameters frozen (attacks differentiate the input)."""
-    state = state_of(read_checkpoint(path), path, owner)
+    """An RRDBNet of `config` holding the weights in `path` ({'params_ema': sd}, {'params':
+    sd} or a plain state_dict), read weights_only and loaded strictly (baselines/_published.py:
+    pickled code refused unrun, missing and unexpected keys named). Built on the meta device,
+    so the 16.7M parameters are not first initialized for nothing."""
+    state = read_state(path, owner, "{'params_ema': state_dict}")
     with torch.device("meta"):
         net = RRDBNet(**config)
-    target = net.state_dict()
-    missing = [k for k in target if k not in state]
-    unexpected = [k for k in state if k not in target]
-    if missing or unexpected:
-        raise CheckpointError(f"{owner}: weights {quoted(path)} do not fit RRDBNet({_config(config)}): "
-                              f"missing keys {_names(missing) or 'none'}; unexpected keys {_names(unexpected) or 'none'}")
-    bad = [f"{k} {tuple(state[k].shape)} (expected {tuple(v.shape)})" for k, v in target.items()
-           if state[k].shape != v.shape]
-    if bad:
-        raise CheckpointError(f"{owner}: weights {quoted(path)} do not fit RRDBNet({_config(config)}): wrong shapes "
-                              f"for {_names(bad)}")
-    net.load_state_dict({k: v.float() for k, v in state.items()}, strict=True, assign=True)
-    return net.eval().requires_grad_(False)
+    return load_strict(net, state, path, owner, f"RRDBNet({_config(config)})")
 
 
 def _config(config: dict[str, int]) -> str:

@@ -41,39 +41,21 @@ says so (`needs_weights`), which the full matrix's coverage test reads.
 
 from __future__ import annotations
 
-import hashlib
 import math
-import re
 from pathlib import Path
 from typing import Any, Literal
 
 import torch.nn.functional as F
 from torch import Tensor
 
+from baselines._published import check_sha256_param, checked_sha256, weights_file, weights_record
 from baselines._purification import MSU_BENCHMARK, Purification
 from baselines._rrdbnet import RRDBNet, load_rrdbnet
-from bench.api import (
-    CheckpointError,
-    DefenseInfo,
-    Field,
-    Params,
-    WeightsMissingError,
-    cache_dir,
-    download,
-    file_sha256,
-    model_validator,
-    quoted,
-    register_defense,
-)
+from bench.api import DefenseInfo, Field, Params, model_validator, register_defense
 
 RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 PUBLISHED = {4: f"{RELEASES}/v0.1.0/RealESRGAN_x4plus.pth", 2: f"{RELEASES}/v0.2.1/RealESRGAN_x2plus.pth"}
 NAME = "real-esrgan"
-
-
-def is_url(weights: str) -> bool:
-    """Whether `weights` names a file to download (http or https) rather than a local path."""
-    return weights.startswith(("http://", "https://"))
 
 
 def needed(scale: int) -> str:
@@ -109,8 +91,7 @@ class RealESRGAN(Purification):
 
         @model_validator(mode="after")
         def _digest(self) -> RealESRGAN.Params:
-            if self.sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", self.sha256):
-                raise ValueError(f"parameter 'sha256' must be 64 hex digits or '', got {quoted(self.sha256)}")
+            check_sha256_param(self.sha256)
             return self
 
     def __init__(self, **params: Any) -> None:
@@ -123,44 +104,20 @@ class RealESRGAN(Purification):
         self.net: RRDBNet = load_rrdbnet(str(self.path), f"defense '{NAME}'", num_feat=p["num_feat"],
                                          num_block=p["num_block"], num_grow_ch=p["num_grow_ch"], scale=p["scale"])
 
-    # -- the weights
+    # -- the weights (baselines/_published.py: what every defense running a published network does)
     def _resolve(self) -> Path:
         """The local weights file (downloaded first, once, where `weights` is a URL), or
         WeightsMissingError naming the file needed and how to give it."""
-        p = self.params
-        weights, scale = p["weights"].strip(), p["scale"]
-        if not weights:
-            raise WeightsMissingError(f"defense '{NAME}' has no weights (it is never run with random ones); "
-                                      f"{needed(scale)}")
-        if is_url(weights):
-            where = cache_dir() / "downloads" / hashlib.sha256(weights.encode()).hexdigest()[:16]
-            got = download(weights, where / (weights.rsplit("/", 1)[-1].split("?")[0] or "weights.pth"))
-            if not isinstance(got, Path):
-                raise WeightsMissingError(f"defense '{NAME}': its weights could not be downloaded from "
-                                          f"{quoted(weights)} ({got}); download the file yourself and give its "
-                                          f"path; {needed(scale)}")
-            path = got
-        else:
-            path = Path(weights).expanduser()
-            if not path.is_file():
-                raise WeightsMissingError(f"defense '{NAME}': its weights file {quoted(weights)} does not exist; "
-                                          f"{needed(scale)}")
-        return path
+        return weights_file(self.params["weights"], NAME, needed(self.params["scale"]))
 
     def _check_digest(self, path: Path) -> str:
         """The file's sha256, refused where it is not the expected one."""
-        digest, want = file_sha256(path), self.params["sha256"].lower()
-        if want and digest != want:
-            raise CheckpointError(f"defense '{NAME}': weights {quoted(path)} have sha256 {digest}, not the expected "
-                                  f"{want}; give the right file (or sha256)")
-        return digest
+        return checked_sha256(path, self.params["sha256"], NAME)
 
     def provenance(self) -> dict[str, Any]:
         """Nothing is trained: the published weights, loaded when the defense was built, are
         recorded (path, URL, sha256 read at that load) as the cells' fit part."""
-        weights = self.params["weights"].strip()
-        return {"source": "downloaded" if is_url(weights) else "local file", "path": str(self.path),
-                "sha256": self.sha256, "scale": self.params["scale"], **({"url": weights} if is_url(weights) else {})}
+        return {**weights_record(self.params["weights"], self.path, self.sha256), "scale": self.params["scale"]}
 
     # -- the purification
     def purify(self, x: Tensor) -> Tensor:

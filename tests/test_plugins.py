@@ -182,7 +182,7 @@ BUILTIN = {
                 "mi-fgsm", "one-pixel", "parsimonious", "perceptual", "pgd", "square", "stadv", "std-fgsm",
                 "uap"],
     "defenses": ["act", "adv-train", "bit-depth", "color-quantization", "denoised-smoothing", "diff-jpeg", "dncnn",
-                 "finetune-only", "flip", "gaussian-blur", "jpeg", "mean-smoothing", "median-blur", "none",
+                 "finetune-only", "flip", "gaussian-blur", "jpeg", "mean-smoothing", "median-blur", "mprnet", "none",
                  "nt", "ortho", "ortho+act", "ortho+act+prune", "ortho+act+prune-l2", "prune", "random-crop",
                  "random-flip", "random-noise", "random-rotate", "randomized-smoothing", "real-esrgan", "resize", "unsharp",
                  "upscale"],
