@@ -75,3 +75,29 @@ def test_wadiqam_keys_match_pyiqa_checkpoints(offline):
 def test_without_weights_says_what_is_missing(name, offline):
     with pytest.raises(WeightsMissingError, match=f"model '{name}' has no weights here"):
         resolve_weights(create_model(name), trained_path=offline / "x.pt", train=None, log=print)
+
+
+@pytest.mark.parametrize("mode", ["eval", "train"])
+def test_cnniqa_forward_is_pyiqas_bit_for_bit(mode, offline):
+    """The wrapper's own forward pass (a faster max-min pooling) gives pyiqa's CNNIQA's
+    scores, input gradients, second derivatives (NT's penalty) and weight gradients exactly,
+    also where the map has ties (flat and clipped regions, where a different choice of
+    maximum would move the gradient)."""
+    m = create_model("cnniqa").train(mode == "train")
+    g = torch.Generator().manual_seed(2)
+    x = torch.rand(4, 3, 40, 48, generator=g)
+    x[:, :, 5:30, 5:30] = 1.0  # clipped: many equal maxima
+    x[2:] = 0.5  # flat images: every position ties
+
+    def run(forward):
+        torch.manual_seed(3)  # the same dropout draw in train mode
+        xx = x.clone().requires_grad_(True)
+        s = forward(xx)
+        (gx,) = torch.autograd.grad(s.sum(), xx, create_graph=True)
+        (gw,) = torch.autograd.grad(gx.square().sum() + s.sum(), m.net.conv1.weight)
+        return s.detach(), gx.detach(), gw
+
+    ours, theirs = run(m), run(lambda v: m.net(v).reshape(-1))
+    for a, b in zip(ours, theirs, strict=True):
+        assert torch.equal(a, b)
+    assert ours[1].abs().sum() > 0 and ours[2].abs().sum() > 0

@@ -28,7 +28,7 @@ import numpy as np
 
 from bench.api import progress, warn
 from bench.datasets._embedded_distortions import DISTORTIONS, distort
-from bench.datasets._embedded_mos import _torch_threads, pseudo_mos
+from bench.datasets._embedded_mos import pseudo_mos
 
 VERSION = "1"
 PER_REFERENCE = 150  # views per photograph: ~2000 for a 13-photograph train side, ~2 min to build on 1 core
@@ -56,8 +56,8 @@ def _view(photo: np.ndarray, name: str, k: int, size: int, rng: np.random.Genera
     return distort(crop, f"{name}#view{k}", kind, level), crop, kind, level
 
 
-def build_views(size: int, threads: int, sources: Iterable[tuple[str, str, Callable[[], np.ndarray]]]
-                ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+def build_views(size: int, sources: Iterable[tuple[str, str, Callable[[], np.ndarray]]], workers: int,
+                threads: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Every photograph's views and their pseudo-MOS, from scratch (no cache); `sources`:
     (name, package, loader) of each photograph, as the set itself finds them."""
     images, crops, names, refs, types, levels = [], [], [], [], [], []
@@ -75,8 +75,7 @@ def build_views(size: int, threads: int, sources: Iterable[tuple[str, str, Calla
             images.append(view), crops.append(crop), types.append(kind), levels.append(level), refs.append(name)
             names.append(f"{name}__view{k}_{kind}_{level}")
     imgs = np.stack(images)
-    with _torch_threads(threads):
-        mos = pseudo_mos(imgs, np.stack(crops))
+    mos = pseudo_mos(imgs, np.stack(crops), workers=workers, threads=threads)
     arrays = {"images": imgs, "mos": mos, "names": np.asarray(names), "refs": np.asarray(refs),
               "types": np.asarray(types), "levels": np.asarray(levels, dtype=np.int8)}
     meta = {"dataset": "embedded", "part": "training views", "views_version": VERSION, "size": size,

@@ -47,6 +47,7 @@ from __future__ import annotations
 import io
 import json
 import logging
+import os
 import time
 import zipfile
 from collections.abc import Callable
@@ -71,7 +72,7 @@ from bench.api import (
 from bench.api import stratified as _stratified
 from bench.datasets import _embedded_views
 from bench.datasets._embedded_distortions import DISTORTIONS, distort
-from bench.datasets._embedded_mos import _torch_threads, level_ordering, pseudo_mos
+from bench.datasets._embedded_mos import level_ordering, pseudo_mos
 from bench.datasets._embedded_sources import _candidates, _square, _version  # looked up here: tests swap _candidates
 
 log = logging.getLogger(__name__)
@@ -81,8 +82,10 @@ MIN_REFERENCES = 8
 MIN_SIZE = 48  # pyiqa's VIF pyramid needs more than 32 px
 # One thread: the metric kernels are small, and on a shared 2-core machine two OpenMP
 # threads spin-waited their way to a 10x slower build (measured). Results were the same
-# bytes at 1, 2 and 3 threads.
+# bytes at 1, 2 and 3 threads. Processes scale instead: one per core, at most 4 (each
+# holds its own copy of the metrics); the bytes do not depend on their number.
 BUILD_THREADS = 1
+BUILD_WORKERS = min(os.cpu_count() or 1, 4)
 BUILD_COUNT = 0  # builds done in this process; tests use it to see the cache was reused
 
 
@@ -130,8 +133,7 @@ def build(size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
                 names.append(f"{rname}__{kind}_{level}")
                 refs.append(rname), types.append(kind), levels.append(level), ref_idx.append(i)
     imgs = np.stack(images)
-    with _torch_threads(BUILD_THREADS):
-        mos = pseudo_mos(imgs, ref_imgs[np.asarray(ref_idx)])
+    mos = pseudo_mos(imgs, ref_imgs[np.asarray(ref_idx)], workers=BUILD_WORKERS, threads=BUILD_THREADS)
     arrays = {
         "images": imgs,
         "mos": mos,
@@ -198,7 +200,7 @@ def load_views(size: int) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     drawn and scored first if absent (about 2 minutes at 96 px on one core)."""
     _check_size(size)
     path = cache_dir() / f"embedded-views-v{_embedded_views.VERSION}-{size}.npz"
-    return _cached(path, lambda: _embedded_views.build_views(size, BUILD_THREADS, _candidates()))
+    return _cached(path, lambda: _embedded_views.build_views(size, _candidates(), BUILD_WORKERS, BUILD_THREADS))
 
 
 # ----------------------------------------------------------------------------- the plugin

@@ -44,7 +44,20 @@ class CNNIQA(IQAModel):
         self.net = Net(pretrained=None)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).reshape(-1)
+        """pyiqa's CNNIQA forward pass, the same numbers bit for bit, gradients and second
+        derivatives included (tested, ties too): conv, max-min pooling over the whole map,
+        fc1, ReLU, dropout, fc2, ReLU, fc3. The pooling takes the first maximum and minimum
+        (argmax/argmin, as max_pool2d does) and gathers both at once instead of pooling h
+        and -h: ~25% faster a training step (0.25 -> 0.19 s, 32 images on 2 cores), which
+        every fit and attack on CNNIQA pays. The layers are pyiqa's modules, so published
+        weights, hooks and the defenses' surgery on them work unchanged."""
+        net = self.net
+        h = net.conv1(x).flatten(2)  # (N, C, H*W)
+        with torch.no_grad():
+            where = torch.cat((h.argmax(2, keepdim=True), h.argmin(2, keepdim=True)), 2)
+        h = h.gather(2, where).transpose(1, 2).reshape(len(x), -1)  # every channel's max, then every min
+        h = net.dropout(F.relu(net.fc1(h)))
+        return net.fc3(F.relu(net.fc2(h))).reshape(-1)
 
     @classmethod
     def pretrained_weights(cls) -> str | None:
