@@ -9,7 +9,7 @@ import math
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -138,7 +138,12 @@ class Workbench:
         return model, source
 
     def _train(self, model: IQAModel, ds: Spec) -> dict[str, Any]:
-        train, test = self.split(ds)
+        """Train `model` on the train split; its record's test SROCC/PLCC are on the WHOLE
+        test split: the checkpoint's key leaves out the run's `n_images` (the same model
+        serves every subset), so a figure on the run's subset would depend on which run
+        trained first (before: 32 images in a matrix run, every image with `bench train`)."""
+        train = self.split(ds)[0]
+        test = self.split(replace(ds, params={k: v for k, v in ds.params.items() if k != "n_images"}))[1]
         ds_info = DATASETS.get(ds.name).info
         targets = mos_on_model_scale(train.mos, ds_info, model.info)
 
@@ -157,7 +162,7 @@ class Workbench:
         srocc, plcc = correlations(pred, test.mos.numpy(), model.info.lower_better, ds_info.mos_lower_better)
         return {"dataset": ds.name, "dataset_params": _without(ds, "n_images")["params"], "split": "train",
                 "n_train": len(train), **self._seeds, "params": {k: v for k, v in model.params.items()},
-                "test_srocc": srocc, "test_plcc": plcc, "mos_name": ds_info.mos_name, "n_views": 0, **ctx.record}
+                "test_srocc": srocc, "test_plcc": plcc, "n_test": len(test), "mos_name": ds_info.mos_name, "n_views": 0, **ctx.record}
 
     # -- defenses
     def defended(self, spec: Spec, defense: Defense, model_spec: Spec, ds: Spec) -> tuple[IQAModel, dict[str, Any]]:

@@ -112,3 +112,25 @@ def test_train_writes_a_checkpoint_with_its_record_and_score_uses_it(small_defau
     mtime = pt.stat().st_mtime_ns
     assert main(["train", "--model", "cnniqa", "--dataset", "embedded"]) == 0
     assert "training it" not in capsys.readouterr().err and pt.stat().st_mtime_ns == mtime
+
+
+def test_a_matrix_run_records_the_whole_test_splits_srocc(small_defaults: Path) -> None:
+    """A model trained inside a run whose dataset keeps only `n_images` test images records
+    the same test SROCC as `bench train`, on every test image: its checkpoint's key has no
+    `n_images`, so the figure must not depend on which run trained it (it did: 32 images)."""
+    from bench.api import DATASETS, MODELS, create_dataset
+    from bench.matrix import Spec
+    from bench.measures import correlations
+    from bench.workbench import Workbench, score_batched
+
+    spec = Spec("model", "cnniqa", dict(MODELS.get("cnniqa").defaults), MODELS.get("cnniqa").info.version)
+    ds = Spec("dataset", "embedded", {"size": 48, "n_images": 8, "test_fraction": 0.9},
+              DATASETS.get("embedded").info.version)
+    bench = Workbench(seed=0, log=lambda _: None)
+    model, record = bench.base_model(spec, ds)
+    assert len(bench.split(ds)[1]) == 8
+    test = create_dataset("embedded", size=48, test_fraction=0.9).split(0)[1]
+    assert record["n_test"] == len(test) > 100
+    srocc, _ = correlations(score_batched(model, test.images, 16, torch.device("cpu")).numpy(), test.mos.numpy(),
+                            False, False)
+    assert record["test_srocc"] == pytest.approx(srocc, abs=1e-6)
