@@ -32,6 +32,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.errors import BenchError, quoted
+
 SLICE = """
 name = "perf-slice"
 description = "A fixed slice of the full matrix, for bench perf"
@@ -249,16 +251,15 @@ def _n_test(doc: dict[str, Any]) -> int:
 
 
 def perf(results: Path, workdir: Path | None = None, skip_full: bool = False, log: Any = print) -> dict[str, Any]:
-    work = Path(workdir or tempfile.mkdtemp(prefix="bench-perf-"))
-    work.mkdir(parents=True, exist_ok=True)
-    cache = work / "cache"
-    threads = os.cpu_count() or 1
+    if workdir is not None and workdir.exists() and any(workdir.iterdir()):
+        raise BenchError(f"bench perf: --workdir {quoted(str(workdir))} is not empty (an earlier run's store or "
+                         "cache there would turn the cold run warm); give a new or empty folder")
+    (work := Path(workdir or tempfile.mkdtemp(prefix="bench-perf-"))).mkdir(parents=True, exist_ok=True)
+    cache, threads = work / "cache", os.cpu_count() or 1
     env = {**os.environ, "BENCH_CACHE": str(cache)}
     memory = TreeMemory()
     quick = ["--matrix", "quick", "--results", str(work / "quick"), "--site-out", str(work / "site")]
-    cold = timed_run(quick, env, memory, log)
-    warm = timed_run(quick, env, memory, log)
-
+    cold, warm = timed_run(quick, env, memory, log), timed_run(quick, env, memory, log)
     slice_path, naive_path = work / "slice.toml", work / "slice-naive.toml"
     slice_path.write_text(SLICE.format(batch_size=16))
     naive_path.write_text(SLICE.format(batch_size=1))
@@ -276,11 +277,10 @@ def perf(results: Path, workdir: Path | None = None, skip_full: bool = False, lo
     achieved = attack_flops(slice_path, cache, threads)
 
     full_s, source = full_cold(results)
-    if full_s is None:
-        if skip_full:
-            source = "skipped (--skip-full) and no complete cold full run in the store"
-        else:
-            full_s, source = project_full(env, work, memory, log)
+    if full_s is None and skip_full:
+        source = "skipped (--skip-full) and no complete cold full run in the store"
+    elif full_s is None:
+        full_s, source = project_full(env, work, memory, log)
     return {
         "quick_cold_s": round(cold, 1),
         "warm_cold_ratio": round(warm / cold, 4),

@@ -80,3 +80,16 @@ def test_a_type_whose_only_sample_failed_is_not_sampled() -> None:
     recs = [sample("cnniqa", "none", "fgsm", 1.0, 5.0), sample("cnniqa", "none", "pgd", 2.0, 5.0, status="error")]
     with pytest.raises(RuntimeError, match=r"1 cell types not sampled, e\.g\. \[\('cnniqa', 'none', 'pgd'\)\]"):
         projection(full, recs, n_full=64)
+
+
+def test_perf_refuses_a_workdir_that_is_not_empty(tmp_path) -> None:
+    """An earlier run's store in --workdir would turn the cold run warm without a word:
+    refused in one line, before anything runs."""
+    from bench.errors import BenchError
+    from bench.perf import perf
+
+    (tmp_path / "quick").mkdir()
+    ran = []
+    with pytest.raises(BenchError, match=r"--workdir .* is not empty"):
+        perf(tmp_path / "results", tmp_path, log=ran.append)
+    assert ran == [] and [p.name for p in tmp_path.iterdir()] == ["quick"]
