@@ -18,7 +18,18 @@ from typing import Any, TypeVar
 
 from torch import Tensor, nn
 
-from bench.api import CheckpointError, WeightsMissingError, cache_dir, download, file_sha256, quoted, read_checkpoint
+from bench.api import (
+    CheckpointError,
+    Field,
+    Params,
+    WeightsMissingError,
+    cache_dir,
+    download,
+    file_sha256,
+    model_validator,
+    quoted,
+    read_checkpoint,
+)
 
 M = TypeVar("M", bound=nn.Module)
 WRAPPERS = ("params_ema", "params", "state_dict", "model")  # what releases wrap a state_dict in, preferred first
@@ -33,6 +44,21 @@ def check_sha256_param(sha256: str) -> None:
     """A `sha256` parameter is 64 hex digits or '' (not checked): a typo must not pass as 'no check'."""
     if sha256 and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
         raise ValueError(f"parameter 'sha256' must be 64 hex digits or '', got {quoted(sha256)}")
+
+
+class WeightsParams(Params):
+    """The parameters every such defense has (its own come after them): the file, required,
+    and its expected sha256, 64 hex digits or '' (a typo must not pass as 'no check')."""
+
+    weights: str = Field("", description="the network's published weights: a local file or an http(s) URL "
+                         "(required; '': the defense refuses to run)")
+    sha256: str = Field("", description="the weights file's expected sha256, checked at every load ('': not "
+                        "checked, only recorded)")
+
+    @model_validator(mode="after")
+    def _sha256(self) -> WeightsParams:
+        check_sha256_param(self.sha256)
+        return self
 
 
 def weights_file(weights: str, name: str, needed: str) -> Path:

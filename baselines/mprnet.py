@@ -47,9 +47,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from baselines._mprnet import MULTIPLE, MPRNet, load_mprnet, task_widths
-from baselines._published import check_sha256_param, checked_sha256, weights_file, weights_record
+from baselines._published import WeightsParams, checked_sha256, weights_file, weights_record
 from baselines._purification import MSU_BENCHMARK, Purification
-from bench.api import DefenseInfo, Field, Params, model_validator, register_defense
+from bench.api import DefenseInfo, Field, model_validator, register_defense
 
 NAME = "mprnet"
 # the authors' releases (github.com/swz30/MPRNet, {Task}/pretrained_models/README.md): Google Drive pages
@@ -79,7 +79,7 @@ class MPRNetPurification(Purification):
         "model_deraining.pth with task = \"deblurring\" / \"deraining\": weights = \"PATH or URL\"",
     )
 
-    class Params(Params):
+    class Params(WeightsParams):
         task: Literal["denoising", "deblurring", "deraining"] = Field(
             "denoising", description="which released model: its widths and file (denoising: model_denoising.pth, "
             "80/48/32 channels; deblurring: 96/48/32; deraining: 40/20/16)")
@@ -87,14 +87,8 @@ class MPRNetPurification(Purification):
         scale_unetfeats: int = Field(0, ge=0, le=256, description="channels each U-Net scale adds (0: the task's)")
         scale_orsnetfeats: int = Field(0, ge=0, le=256, description="channels stage 3 adds (0: the task's)")
         num_cab: int = Field(8, ge=1, le=16, description="channel attention blocks in each stage-3 block (released: 8)")
-        weights: str = Field("", description="the network's published weights: a local file or an http(s) URL "
-                             "(required; '': the defense refuses to run)")
-        sha256: str = Field("", description="the weights file's expected sha256, checked at every load ('': not "
-                            "checked, only recorded)")
-
         @model_validator(mode="after")
         def _check(self) -> MPRNetPurification.Params:
-            check_sha256_param(self.sha256)
             if 0 < self.n_feat < 4:  # channel attention squeezes by 4
                 raise ValueError(f"parameter 'n_feat' must be 0 (the task's) or at least 4, got {self.n_feat}")
             return self

@@ -48,10 +48,10 @@ from typing import Any, Literal
 import torch.nn.functional as F
 from torch import Tensor
 
-from baselines._published import check_sha256_param, checked_sha256, weights_file, weights_record
+from baselines._published import WeightsParams, checked_sha256, weights_file, weights_record
 from baselines._purification import MSU_BENCHMARK, Purification
 from baselines._rrdbnet import RRDBNet, load_rrdbnet
-from bench.api import DefenseInfo, Field, Params, model_validator, register_defense
+from bench.api import DefenseInfo, Field, register_defense
 
 RELEASES = "https://github.com/xinntao/Real-ESRGAN/releases/download"
 PUBLISHED = {4: f"{RELEASES}/v0.1.0/RealESRGAN_x4plus.pth", 2: f"{RELEASES}/v0.2.1/RealESRGAN_x2plus.pth"}
@@ -78,21 +78,12 @@ class RealESRGAN(Purification):
         "scale 2: weights = \"PATH or URL\"",
     )
 
-    class Params(Params):
+    class Params(WeightsParams):
         num_feat: int = Field(64, ge=1, le=256, description="feature channels of the trunk (x4plus: 64)")
         num_block: int = Field(23, ge=1, le=64, description="residual-in-residual dense blocks (x4plus: 23)")
         num_grow_ch: int = Field(32, ge=1, le=256, description="channels each dense-block convolution adds (x4plus: 32)")
         scale: Literal[2, 4] = Field(4, description="down- and super-resolution factor: 4 (RealESRGAN_x4plus) or 2 "
                                      "(RealESRGAN_x2plus, pixel-unshuffle in front)")
-        weights: str = Field("", description="the generator's published weights: a local file or an http(s) URL "
-                             "(required; '': the defense refuses to run)")
-        sha256: str = Field("", description="the weights file's expected sha256, checked at every load ('': not "
-                            "checked, only recorded)")
-
-        @model_validator(mode="after")
-        def _digest(self) -> RealESRGAN.Params:
-            check_sha256_param(self.sha256)
-            return self
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)

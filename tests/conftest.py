@@ -141,3 +141,52 @@ def one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture
+def served(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """A folder served over HTTP on 127.0.0.1 (no proxy, not offline, no mirror, BENCH_CACHE
+    in tmp_path); yields (folder, base URL, handler class: its `requests` counts requests)."""
+    import functools
+    import http.server
+    import threading
+
+    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
+                "BENCH_OFFLINE", "BENCH_WEIGHTS_MIRROR"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
+    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
+    folder = tmp_path / "www"
+    folder.mkdir()
+
+    class Quiet(http.server.SimpleHTTPRequestHandler):
+        requests = 0
+
+        def log_message(self, *args: object) -> None:
+            Quiet.requests += 1
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield folder, f"http://127.0.0.1:{server.server_address[1]}", Quiet
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+@pytest.fixture
+def centre_brightness():
+    """A differentiable score to attack through a defense: mean brightness of the centre."""
+    import torch
+
+    from bench.api import IQAModel, ModelInfo
+
+    class CentreBrightness(IQAModel):
+        info = ModelInfo(name="centre-brightness", lower_better=False, score_range=(0.0, 1.0), kind="classic",
+                         differentiable=True)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return x[..., 4:-4, 4:-4].mean(dim=(1, 2, 3))
+
+    return CentreBrightness()

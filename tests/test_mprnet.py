@@ -8,10 +8,7 @@ before any work; and the released widths have the exact parameter counts counted
 
 from __future__ import annotations
 
-import functools
 import hashlib
-import http.server
-import threading
 from pathlib import Path
 
 import pytest
@@ -19,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from baselines._mprnet import MPRNet, join, split
-from bench.api import DEFENSES, CheckpointError, IQAModel, ModelInfo, ParamError, WeightsMissingError
+from bench.api import DEFENSES, CheckpointError, ParamError, WeightsMissingError
 from bench.cli import main
 from bench.gradients import AttackView, DefendedModel
 from bench.matrix import load_matrix
@@ -157,13 +154,13 @@ def test_odd_sides_are_reflect_padded_to_multiples_of_8_and_cropped_back(tmp_pat
         torch.testing.assert_close(d.purify(x), d.net(padded)[0][..., :37, :50].clamp(0, 1))
 
 
-def test_metadata_attacked_through_its_gradient_and_records_the_file(tmp_path):
+def test_metadata_attacked_through_its_gradient_and_records_the_file(tmp_path, centre_brightness):
     path = _official(tmp_path / "w.pth")
     d = DEFENSES.create("mprnet", **TINY, weights=str(path))
     info = d.info
     assert info.kind == "purification" and info.differentiable and not info.randomized and info.surrogate is None
     assert "model_denoising.pth" in info.needs_weights and DENOISING_URL in info.needs_weights
-    view = AttackView(DefendedModel(_Scores(), d), eot_samples=2)
+    view = AttackView(DefendedModel(centre_brightness, d), eot_samples=2)
     assert "bpda" not in view.summary and "eot" not in view.summary
     x = _images().requires_grad_(True)
     (g,) = torch.autograd.grad(view(x).sum(), x)
@@ -171,43 +168,6 @@ def test_metadata_attacked_through_its_gradient_and_records_the_file(tmp_path):
     assert not d.trains()  # nothing fitted or cached: the file is recorded as the cells' fit part
     assert d.provenance() == {"source": "local file", "path": str(path), "task": "denoising",
                               "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
-
-
-class _Scores(IQAModel):
-    """A differentiable score: mean brightness of the centre."""
-
-    info = ModelInfo(name="centre-brightness", lower_better=False, score_range=(0.0, 1.0), kind="classic",
-                     differentiable=True)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x[..., 4:-4, 4:-4].mean(dim=(1, 2, 3))
-
-
-@pytest.fixture
-def served(tmp_path, monkeypatch):
-    """A folder served over HTTP on 127.0.0.1 (no proxy, not offline, no mirror); yields (folder, base URL)."""
-    for var in ("http_proxy", "HTTP_PROXY", "https_proxy", "HTTPS_PROXY", "all_proxy", "ALL_PROXY",
-                "BENCH_OFFLINE", "BENCH_WEIGHTS_MIRROR"):
-        monkeypatch.delenv(var, raising=False)
-    monkeypatch.setenv("no_proxy", "127.0.0.1,localhost")
-    monkeypatch.setenv("BENCH_CACHE", str(tmp_path / "cache"))
-    folder = tmp_path / "www"
-    folder.mkdir()
-
-    class Quiet(http.server.SimpleHTTPRequestHandler):
-        requests = 0
-
-        def log_message(self, *args: object) -> None:
-            Quiet.requests += 1
-
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(Quiet, directory=str(folder)))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield folder, f"http://127.0.0.1:{server.server_address[1]}", Quiet
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 def test_url_is_downloaded_once_and_its_sha256_checked(served, tmp_path):
