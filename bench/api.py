@@ -23,7 +23,15 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from bench import registry
-from bench.augment import Standardized, dihedral, random_crops, views_field  # what models trained from scratch share
+from bench.augment import (  # what models trained from scratch share
+    LOSS_HELP,
+    Standardized,
+    dihedral,
+    fit_affine,
+    random_crops,
+    regression_loss,
+    views_field,
+)
 
 # Every module imported here must not import a plugin (nor bench.api at import time):
 # plugins import this module, so that would be a cycle. The file-dataset helpers live in
@@ -76,6 +84,7 @@ __all__ = [
     "ATTACKS",
     "DATASETS",
     "DEFENSES",
+    "LOSS_HELP",  # augment: the description of a model's `loss` parameter (regression_loss's names)
     "MIN_SIDE",  # the smallest image side (px) a dataset uses; smaller files are skipped
     "MODELS",
     "Attack",
@@ -119,6 +128,7 @@ __all__ = [
     "file_sha256",  # a file's sha256, recorded with every weights file a cell used
     "find_root",  # (root, where it was configured) for a dataset name; (None, places looked)
     "finetune",
+    "fit_affine",  # augment: a last layer refitted so the scores match targets by least squares
     "load_image",
     "model_validator",  # pydantic's: a rule on several parameters, raising ValueError with one line
     "note",  # ctx.log(message) while progress bars are on screen, without breaking them
@@ -140,6 +150,7 @@ __all__ = [
     "register_dataset",
     "register_defense",
     "register_model",
+    "regression_loss",  # augment: "norm-in-norm" (pyiqa's NiNLoss; then fit_affine) or "l1", by name
     "require_trainable",  # a fit checks the model runs in training mode first (else the cell is skipped, with why)
     "split_groups",  # the test side's mask: whole groups (references) drawn with the seed
     "stratified",  # one image from each of n equal-count MOS strata (keeps the score spread)

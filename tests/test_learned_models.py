@@ -101,3 +101,51 @@ def test_cnniqa_forward_is_pyiqas_bit_for_bit(mode, offline):
     for a, b in zip(ours, theirs, strict=True):
         assert torch.equal(a, b)
     assert ours[1].abs().sum() > 0 and ours[2].abs().sum() > 0
+
+
+def test_fit_affine_puts_scores_on_the_targets_scale() -> None:
+    """Scores s of a linear layer, targets exactly 3 - 2 s: after the fit the layer outputs
+    the targets (the slope's sign kept), and (a, b) are the hand values."""
+    from bench.api import fit_affine
+
+    g = torch.Generator().manual_seed(0)
+    layer = torch.nn.Linear(4, 1)
+    x = torch.randn(50, 4, generator=g)
+    with torch.no_grad():
+        targets = 3.0 - 2.0 * layer(x).reshape(-1)
+    a, b = fit_affine(layer, layer, x, targets, torch.device("cpu"), batch_size=16)
+    assert (a, b) == pytest.approx((3.0, -2.0), abs=1e-5)
+    with torch.no_grad():
+        assert torch.allclose(layer(x).reshape(-1), targets, atol=1e-5)
+
+
+def test_wadiqam_norm_in_norm_fit_scores_on_the_target_scale(offline) -> None:
+    """Trained with the scale-blind norm-in-norm loss, WaDIQaM-NR still scores on its
+    declared range: the affine fit and the standardisation are folded into its patch head
+    (least squares: the train images' scores have the targets' mean)."""
+    g = torch.Generator().manual_seed(1)
+    images = torch.rand(12, 3, 48, 48, generator=g)
+    targets = torch.linspace(0.1, 0.9, 12)
+    m = create_model("wadiqam_nr", epochs=1, batch_size=4, views=False)
+    assert m.params["loss"] == "norm-in-norm"
+    split = IQASplit(images, targets * 100, [f"i{i}" for i in range(12)], [f"r{i % 3}" for i in range(12)])
+    ctx = FitContext(train=split, targets=targets, seed=0, device=torch.device("cpu"), log=lambda _: None)
+    m.fit(ctx)
+    with torch.no_grad():
+        scores = m.eval()(images)
+    assert float(scores.mean()) == pytest.approx(float(targets.mean()), abs=1e-4)
+    assert ctx.record["loss_units"] == "norm-in-norm (scale-free)"
+
+
+def test_regression_loss_by_name() -> None:
+    """"l1" is the L1 distance; "norm-in-norm" ignores the scores' scale and offset (and is
+    0 for scores that are an increasing affine map of the targets); another name is refused."""
+    from bench.api import regression_loss
+
+    y = torch.tensor([0.1, 0.5, 0.2, 0.9])
+    assert float(regression_loss("l1")(y + 1, y)) == pytest.approx(1.0)
+    nin = regression_loss("norm-in-norm")
+    assert float(nin(3 * y - 7, y)) == pytest.approx(0.0, abs=1e-6)
+    assert float(nin(-y, y)) > 0.5
+    with pytest.raises(ValueError, match="unknown training loss 'mse'"):
+        regression_loss("mse")
