@@ -89,21 +89,11 @@ class RealESRGAN(Purification):
         super().__init__(**params)
         # before any work (the matrix's loading builds each defense): the file is here, has the
         # sha256 asked for and fits the generator, or one line says why not
-        self.path = self._resolve()
-        self.sha256 = self._check_digest(self.path)
         p = self.params
+        self.path: Path = weights_file(p["weights"], NAME, needed(p["scale"]))
+        self.sha256: str = checked_sha256(self.path, p["sha256"], NAME)
         self.net: RRDBNet = load_rrdbnet(str(self.path), f"defense '{NAME}'", num_feat=p["num_feat"],
                                          num_block=p["num_block"], num_grow_ch=p["num_grow_ch"], scale=p["scale"])
-
-    # -- the weights (baselines/_published.py: what every defense running a published network does)
-    def _resolve(self) -> Path:
-        """The local weights file (downloaded first, once, where `weights` is a URL), or
-        WeightsMissingError naming the file needed and how to give it."""
-        return weights_file(self.params["weights"], NAME, needed(self.params["scale"]))
-
-    def _check_digest(self, path: Path) -> str:
-        """The file's sha256, refused where it is not the expected one."""
-        return checked_sha256(path, self.params["sha256"], NAME)
 
     def provenance(self) -> dict[str, Any]:
         """Nothing is trained: the published weights, loaded when the defense was built, are

@@ -26,7 +26,7 @@ import torch
 from scipy.stats import spearmanr
 
 from bench.api import DATASETS, MODELS, cache_dir
-from bench.measures import correlations
+from bench.measures import agreement_sign, correlations
 from bench.plugins import load_plugins
 from bench.weights import load_into
 from bench.workbench import score_batched
@@ -45,7 +45,7 @@ def figures(pt: Path) -> dict:
     with torch.no_grad():
         pred = score_batched(model, test.images, 32, torch.device("cpu")).numpy()
     mos, refs = test.mos.numpy(), np.asarray(test.refs)
-    sign = -1.0 if model.info.lower_better != ds_cls.info.mos_lower_better else 1.0
+    sign = agreement_sign(model.info.lower_better, ds_cls.info.mos_lower_better)
     scenes = {str(r): round(sign * float(spearmanr(pred[refs == r], mos[refs == r]).statistic), 3)
               for r in sorted(set(refs))}
     srocc, plcc = correlations(pred, mos, model.info.lower_better, ds_cls.info.mos_lower_better)
